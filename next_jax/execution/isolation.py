@@ -1,0 +1,183 @@
+"""OS isolation primitives for candidate processes: namespaces, mounts, rlimits, privilege drop.
+
+Each primitive is probed once at start-up (:func:`probe`) so the pool can log what is in force and skip what the
+kernel refuses, instead of failing every candidate.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import os
+import resource
+import stat
+import sys
+
+from next_jax.execution import landlock
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+NAMESPACES = {"mount": CLONE_NEWNS, "uts": CLONE_NEWUTS, "ipc": CLONE_NEWIPC, "pid": CLONE_NEWPID,
+              "net": CLONE_NEWNET}
+
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 8192, 0x4000, 1 << 18
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    _check(_libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None,
+                       ctypes.c_ulong(flags), data.encode() if data else None), f"mount {target}")
+
+
+def prctl(option: int, arg: int) -> None:
+    _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                       ctypes.c_ulong(0)), "prctl")
+
+
+@dataclasses.dataclass(frozen=True)
+class Capabilities:
+    """What this kernel and user let the sandbox use (probed once)."""
+
+    namespaces: tuple[str, ...]
+    landlock_abi: int
+    can_drop_uid: bool
+
+    def describe(self) -> str:
+        ns = ",".join(self.namespaces) or "none"
+        return (f"namespaces={ns} landlock_abi={self.landlock_abi} "
+                f"uid_drop={'yes' if self.can_drop_uid else 'no (not root)'}")
+
+
+def probe() -> Capabilities:
+    """Try each namespace in a throw-away child; report what works."""
+    working = []
+    for name, flag in NAMESPACES.items():
+        pid = os.fork()
+        if pid == 0:
+            try:
+                unshare(flag)
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) == 0:
+            working.append(name)
+    return Capabilities(tuple(working), landlock.abi_version(), os.geteuid() == 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandboxed process (soft = hard for every one)."""
+
+    cpu_seconds: int = 10
+    memory_bytes: int = 2 << 30  # address space
+    processes: int = 16  # per uid; each candidate slot has its own uid
+    file_bytes: int = 16 << 20
+    open_files: int = 64
+    tmp_bytes: int = 32 << 20  # size of the private tmpfs
+
+    def apply(self) -> None:
+        stack = resource.getrlimit(resource.RLIMIT_STACK)[0]
+        stack = 8 << 20 if stack == resource.RLIM_INFINITY else stack
+        pairs = [
+            (resource.RLIMIT_CPU, self.cpu_seconds),
+            (resource.RLIMIT_AS, self.memory_bytes),
+            (resource.RLIMIT_NPROC, self.processes),
+            (resource.RLIMIT_FSIZE, self.file_bytes),
+            (resource.RLIMIT_NOFILE, self.open_files),
+            (resource.RLIMIT_CORE, 0),
+            (resource.RLIMIT_STACK, stack),
+            (resource.RLIMIT_MEMLOCK, 0),
+            (resource.RLIMIT_MSGQUEUE, 0),
+        ]
+        for which, value in pairs:
+            resource.setrlimit(which, (value, value))
+
+
+def private_mounts(tmp_bytes: int) -> None:
+    """In a fresh mount namespace: stop propagation, then hide the host's shared temp dirs behind tmpfs."""
+    mount("none", "/", None, MS_REC | MS_PRIVATE)
+    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_bytes},mode=1777")
+    for path in ("/var/tmp", "/dev/shm"):
+        if os.path.isdir(path):
+            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=65536,mode=1777")
+    expose_read_only_roots(read_only_roots())
+
+
+def expose_read_only_roots(roots: list[str]) -> None:
+    """Make the Python installation reachable for an unprivileged uid inside this mount namespace.
+
+    An interpreter under a private home (``/root/.pyenv`` with ``/root`` mode 700) is unreadable once we drop
+    root. For each such root, the closed ancestor is covered by a tmpfs (mode 755) into which only the needed
+    trees are bind-mounted back, so nothing else from that ancestor is visible.
+    """
+    dirs = sorted({r for r in roots if os.path.isdir(r) and not r.startswith(("/proc", "/dev"))})
+    dirs = [d for d in dirs if not any(d != o and d.startswith(o.rstrip("/") + "/") for o in dirs)]
+    closed: dict[str, list[str]] = {}
+    for d in dirs:
+        path = ""
+        for part in d.strip("/").split("/")[:-1]:
+            path += "/" + part
+            if not os.stat(path).st_mode & stat.S_IXOTH:
+                closed.setdefault(path, []).append(d)
+                break
+    for index, (ancestor, inside) in enumerate(sorted(closed.items())):
+        holds = []
+        for j, d in enumerate(inside):
+            hold = f"/tmp/.hold-{index}-{j}"
+            os.makedirs(hold)
+            mount(d, hold, None, MS_BIND | MS_REC)
+            holds.append((hold, d))
+        mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "size=65536,mode=755")
+        for hold, d in holds:
+            os.makedirs(d, mode=0o755, exist_ok=True)
+            mount(hold, d, None, MS_MOVE)
+            os.rmdir(hold)
+
+
+def mount_proc() -> None:
+    """A /proc of the new pid namespace, so the candidate sees only its own processes."""
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def read_only_roots() -> list[str]:
+    """Directories a Python candidate must read: the interpreter, stdlib, site-packages, shared libraries."""
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, "/usr", "/lib", "/lib64",
+             "/etc/ld.so.cache", "/etc/localtime", "/proc/self", "/proc/thread-self", "/dev/urandom",
+             "/dev/random", "/dev/zero"}
+    for entry in sys.path:
+        if entry.endswith(("site-packages", "dist-packages")) and os.path.isdir(entry):
+            roots.add(entry)
+    return sorted(roots)
+
+
+def confine_filesystem(workdir: str) -> int:
+    """Landlock: read the Python installation, read/write ``workdir``, nothing else; no exec, no TCP."""
+    rules = {path: landlock.READ_ONLY for path in read_only_roots()}
+    rules["/dev/null"] = landlock.FS_READ_FILE | landlock.FS_WRITE_FILE
+    rules[workdir] = landlock.READ_WRITE
+    return landlock.restrict(rules)
+
+
+def drop_privileges(uid: int, gid: int) -> None:
+    """Become an unprivileged uid/gid for good (real, effective and saved ids), with no_new_privs."""
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+    if os.geteuid() == 0:
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)

@@ -1,0 +1,150 @@
+"""The judge: runs trusted test code against proxies of the candidate, in its own confined process.
+
+The judge never holds the candidate's code or objects. A call through a proxy is a request to the dispatcher,
+which relays it to the candidate process; the answer is a plain value (exact built-in types) or an opaque handle.
+So ``==``, ``math.isclose``, ``set(...) ==``, ``is None``, truthiness or any other check a test makes is evaluated
+here on plain data: a candidate's ``__eq__`` never runs, and the expected values never leave this process.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+from typing import Any
+
+from next_jax.execution import plain
+from next_jax.execution.channel import Channel
+from next_jax.execution.saferepr import safe_repr
+
+_COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+            ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
+            ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}
+
+
+class CandidateRaised(Exception):
+    """The candidate raised while answering a call; visible to test code that expects exceptions."""
+
+    def __init__(self, info: dict) -> None:
+        super().__init__(f"{info.get('type')}: {info.get('message')}")
+        self.info = info
+
+
+class CandidateGone(BaseException):
+    """The candidate process is dead or the run is over; not catchable by ``except Exception`` in tests."""
+
+
+class Proxy:
+    """Forwards operations on candidate objects through the dispatcher."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+
+    def _request(self, request: dict) -> Any:
+        self.channel.send(request)
+        answer = self.channel.recv()
+        if "gone" in answer:
+            raise CandidateGone(answer["gone"])
+        if "raise" in answer:
+            raise CandidateRaised(answer["raise"])
+        return plain.decode(answer["value"], self._handle)
+
+    def _handle(self, ident: int, type_name: str) -> plain.Handle:
+        return plain.Handle(ident, type_name, self)
+
+    def _encode(self, value: Any) -> Any:
+        def to_handle(obj: Any) -> int:
+            if type(obj) is plain.Handle:
+                return obj.ident
+            if type(obj) is CandidateFunction:
+                raise TypeError("passing a candidate function as an argument is not supported")
+            raise TypeError(f"cannot pass a {type(obj).__name__} to the candidate")
+
+        return plain.encode(value, to_handle)
+
+    def call(self, target: Any, args: tuple, kwargs: dict) -> Any:
+        return self._request({"op": "call", "target": target, "args": self._encode(list(args)),
+                              "kwargs": self._encode(dict(kwargs))})
+
+    def getattr(self, ident: int, name: str) -> Any:
+        return self._request({"op": "getattr", "handle": ident, "name": name})
+
+    def setattr(self, ident: int, name: str, value: Any) -> None:
+        self._request({"op": "setattr", "handle": ident, "name": name, "value": self._encode(value)})
+
+
+class CandidateFunction:
+    """A top-level callable of the candidate program, as seen by the tests."""
+
+    def __init__(self, proxy: Proxy, name: str) -> None:
+        self._proxy, self.__name__ = proxy, name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._proxy.call(self.__name__, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<candidate function {self.__name__}>"
+
+
+def _failure_from(exc: BaseException) -> dict:
+    if isinstance(exc, CandidateRaised):
+        return {"ok": False, "kind": "candidate_error", **exc.info}
+    return {"ok": False, "kind": "test_error", "type": type(exc).__name__, "message": str(exc)[:2000]}
+
+
+class Judge:
+    """Runs one candidate's tests; reports each test's outcome to the dispatcher as it completes."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.proxy = Proxy(channel)
+
+    def run(self) -> None:
+        request = self.channel.recv()
+        namespace: dict[str, Any] = {"__name__": "__main__"}
+        for name, entry in request["names"].items():
+            if entry[0] == "callable":
+                namespace[name] = CandidateFunction(self.proxy, name)
+            else:
+                namespace[name] = plain.decode(entry[1], self.proxy._handle)
+        try:
+            setup_error = None
+            exec(compile(request.get("setup") or "", "<setup>", "exec"), namespace)
+        except CandidateGone:
+            return
+        except BaseException as e:
+            setup_error = _failure_from(e)
+        for index, test in enumerate(request["tests"]):
+            try:
+                result = setup_error or self._run_test(test, namespace)
+            except CandidateGone:
+                return
+            self.channel.send({"op": "test", "index": index, "result": result})
+        self.channel.send({"op": "done"})
+
+    def _run_test(self, test: str, namespace: dict) -> dict:
+        try:
+            tree = ast.parse(test, "<test>", "exec")
+        except SyntaxError as e:
+            return {"ok": False, "kind": "test_error", "type": "SyntaxError", "message": str(e)}
+        try:
+            single = tree.body[0] if len(tree.body) == 1 else None
+            if (isinstance(single, ast.Assert) and isinstance(single.test, ast.Compare)
+                    and len(single.test.ops) == 1):
+                return self._run_comparison(single.test, namespace)
+            exec(compile(tree, "<test>", "exec"), namespace)
+            return {"ok": True}
+        except AssertionError as e:
+            return {"ok": False, "kind": "assert", "message": str(e)[:2000]}
+        except CandidateGone:
+            raise
+        except BaseException as e:
+            return _failure_from(e)
+
+    def _run_comparison(self, compare: ast.Compare, namespace: dict) -> dict:
+        """``assert GOT <op> EXPECTED``: evaluate both sides separately to report expected vs got."""
+        got = eval(compile(ast.Expression(compare.left), "<test>", "eval"), namespace)
+        expected = eval(compile(ast.Expression(compare.comparators[0]), "<test>", "eval"), namespace)
+        if _COMPARE[type(compare.ops[0])](got, expected):
+            return {"ok": True}
+        return {"ok": False, "kind": "assert", "op": type(compare.ops[0]).__name__,
+                "expected": safe_repr(expected), "got": safe_repr(got)}

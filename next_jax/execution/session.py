@@ -1,0 +1,190 @@
+"""One candidate's verification, end to end, on the trusted side.
+
+The dispatcher loads the program into a confined candidate child, starts a confined judge with the trusted tests,
+and relays the judge's calls to the candidate, validating every answer as plain data before the judge sees it.
+The verdict is built here from what the judge reports; nothing the candidate prints or returns about itself counts.
+"""
+
+from __future__ import annotations
+
+import keyword
+import signal
+import time
+from typing import Any
+
+from next_jax.execution import plain
+from next_jax.execution import verdict as v
+from next_jax.execution.channel import ChannelClosed, ChannelTimeout, FrameTooLarge
+from next_jax.execution.sandbox import Child, SandboxError, SpawnConfig, Zygote
+from next_jax.execution.verdict import Candidate, Verdict
+
+
+class CandidateFault(Exception):
+    """The candidate broke the protocol, died, or ran out of time; carries the status to report."""
+
+    def __init__(self, status: str, info: dict) -> None:
+        super().__init__(status)
+        self.status, self.info = status, info
+
+
+def _short(text: Any, limit: int) -> str:
+    return text[:limit] if isinstance(text, str) else ""
+
+
+def _error(info: Any) -> dict:
+    """Sanitise an error record coming from an untrusted child."""
+    if not isinstance(info, dict):
+        return {"type": "ProtocolError", "message": "malformed error record"}
+    line = info.get("line")
+    return {"type": _short(info.get("type"), 100) or "Exception", "message": _short(info.get("message"), 2000),
+            "line": line if type(line) is int else None}
+
+
+def _status_of_error(info: dict) -> str:
+    return v.MEMORY if info.get("type") == "MemoryError" else v.RUNTIME_ERROR
+
+
+def _death(child: Child, limits_cpu: int) -> CandidateFault:
+    """Classify a child that stopped answering: CPU limit -> timeout, otherwise a runtime error."""
+    report = child.wait_exit()
+    code = report.get("exit")
+    cpu = report.get("cpu") or 0.0
+    if code is not None and code < 0 and (cpu >= limits_cpu - 0.5 or -code == signal.SIGXCPU):
+        return CandidateFault(v.TIMEOUT, {"type": "Timeout", "message": f"CPU limit ({limits_cpu}s) exceeded"})
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        return CandidateFault(v.RUNTIME_ERROR, {"type": "Crashed", "message": f"killed by {name}"})
+    return CandidateFault(v.RUNTIME_ERROR, {"type": "Exited", "message": f"process exited with code {code}"})
+
+
+class _CandidateLink:
+    """Requests to the candidate child, each answer validated as plain data."""
+
+    def __init__(self, child: Child, deadline: float, cpu_limit: int) -> None:
+        self.child, self.deadline, self.cpu_limit = child, deadline, cpu_limit
+
+    def ask(self, request: dict) -> dict:
+        try:
+            self.child.channel.send(request)
+            answer = self.child.channel.recv(self.deadline)
+        except ChannelTimeout:
+            raise CandidateFault(v.TIMEOUT, {"type": "Timeout", "message": "wall-clock limit exceeded"}) from None
+        except (ChannelClosed, OSError):
+            raise _death(self.child, self.cpu_limit) from None
+        except (FrameTooLarge, ValueError) as e:
+            raise CandidateFault(v.RUNTIME_ERROR, {"type": "InvalidResult", "message": str(e)}) from None
+        if not isinstance(answer, dict):
+            raise CandidateFault(v.RUNTIME_ERROR, {"type": "InvalidResult", "message": "not an object"})
+        return answer
+
+    def value_answer(self, request: dict) -> dict:
+        """A call/getattr/setattr answer, re-built from validated parts only."""
+        answer = self.ask(request)
+        if "raise" in answer:
+            return {"raise": _error(answer["raise"])}
+        try:
+            plain.decode(answer["value"], lambda ident, name: None)
+        except (KeyError, plain.PlainError) as e:
+            raise CandidateFault(v.RUNTIME_ERROR, {"type": "InvalidResult", "message": str(e)}) from None
+        return {"value": answer["value"]}
+
+
+def _validated_names(answer: dict) -> dict:
+    names = answer.get("names")
+    if not isinstance(names, dict):
+        raise CandidateFault(v.RUNTIME_ERROR, {"type": "InvalidResult", "message": "malformed load answer"})
+    clean = {}
+    for name, entry in names.items():
+        if not (isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name)):
+            continue
+        if entry == ["callable"]:
+            clean[name] = entry
+        elif isinstance(entry, list) and len(entry) == 2 and entry[0] == "value":
+            try:
+                plain.decode(entry[1], lambda ident, type_name: None)
+            except plain.PlainError:
+                continue
+            clean[name] = entry
+    return clean
+
+
+def run_candidate(zygote: Zygote, candidate: Candidate, candidate_cfg: SpawnConfig, judge_cfg: SpawnConfig,
+                  timeout: float, details: bool = False) -> Verdict:
+    """Verify one candidate; never raises for anything the candidate does."""
+    total = len(candidate.tests)
+    deadline = time.monotonic() + timeout
+    results: list[dict] = []
+    stdout = ""
+    try:
+        with zygote.spawn("candidate", candidate_cfg) as child:
+            try:
+                link = _CandidateLink(child, deadline, candidate_cfg.limits.cpu_seconds)
+                loaded = link.ask({"op": "load", "code": candidate.code})
+                if "error" in loaded:
+                    info = _error(loaded["error"])
+                    kind = loaded["error"].get("kind") if isinstance(loaded["error"], dict) else None
+                    status = v.SYNTAX_ERROR if kind == "syntax" else _status_of_error(info)
+                    return Verdict(candidate.id, status, 0, total, ({"stage": "load", **info},))
+                names = _validated_names(loaded)
+                results = _judge(zygote, judge_cfg, link, candidate, names, deadline)
+            except CandidateFault as fault:
+                return _verdict(candidate, results, details, fault, child.drain.text())
+            finally:
+                child.kill()
+            stdout = child.drain.text()
+    except SandboxError as e:
+        return Verdict(candidate.id, v.SANDBOX_ERROR, 0, total, ({"type": "SandboxError", "message": str(e)},))
+    return _verdict(candidate, results, details, None, stdout)
+
+
+def _judge(zygote: Zygote, config: SpawnConfig, link: _CandidateLink, candidate: Candidate, names: dict,
+           deadline: float) -> list[dict]:
+    """Run the tests in a confined judge, relaying its calls; returns one result per test completed."""
+    results: list[dict] = []
+    with zygote.spawn("judge", config) as judge:
+        try:
+            judge.channel.send({"op": "run", "setup": candidate.setup, "tests": list(candidate.tests),
+                                "names": names})
+            while True:
+                message = judge.channel.recv(deadline)
+                op = message.get("op")
+                if op == "test":
+                    results.append(message["result"])
+                elif op == "done":
+                    return results
+                elif op in ("call", "getattr", "setattr"):
+                    judge.channel.send(link.value_answer(message))
+                else:
+                    raise SandboxError(f"judge sent unknown op {op!r}")
+        except ChannelTimeout:
+            raise CandidateFault(v.TIMEOUT, {"type": "Timeout", "message": "wall-clock limit exceeded"}) from None
+        except (ChannelClosed, OSError, ValueError, KeyError) as e:
+            raise SandboxError(f"judge failed: {type(e).__name__}: {e}; {judge.drain.text()[-500:]}") from None
+        finally:
+            judge.kill()
+
+
+def _verdict(candidate: Candidate, results: list[dict], details: bool, fault: CandidateFault | None,
+             stdout: str) -> Verdict:
+    total = len(candidate.tests)
+    passed = sum(1 for r in results if r.get("ok") is True)
+    status, first = v.PASS, None
+    for index, result in enumerate(results):
+        if result.get("ok") is not True:
+            first = {"test": index, **result}
+            kind = result.get("kind")
+            status = _status_of_error(result) if kind == "candidate_error" else v.FAIL
+            break
+    if first is None and fault is not None:
+        status, first = fault.status, {"test": len(results), **fault.info}
+    if first is None and len(results) < total:
+        status, first = v.SANDBOX_ERROR, {"type": "Incomplete", "message": "judge stopped early"}
+    out: list[dict] = []
+    if details:
+        out = [{"test": i, **r} for i, r in enumerate(results)]
+        if fault is not None:
+            out.append({"test": len(results), **fault.info})
+        out.append({"stdout": stdout})
+    elif first is not None:
+        out = [first]
+    return Verdict(candidate.id, status, passed, total, tuple(out))

@@ -1,0 +1,76 @@
+"""Records of the verification pool: what goes in (Candidate) and what comes out (Verdict)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+PASS = "pass"
+FAIL = "fail"
+TIMEOUT = "timeout"
+MEMORY = "memory"
+RUNTIME_ERROR = "runtime_error"
+SYNTAX_ERROR = "syntax_error"
+SANDBOX_ERROR = "sandbox_error"
+INVALID_RECORD = "invalid_record"
+
+STATUSES = (PASS, FAIL, TIMEOUT, MEMORY, RUNTIME_ERROR, SYNTAX_ERROR, SANDBOX_ERROR, INVALID_RECORD)
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A program to judge.
+
+    ``tests`` are trusted test statements (MBPP style ``assert f(1) == 2``, or any test code, e.g. a HumanEval
+    ``def check(candidate): ...`` followed by ``check(f)``); ``setup`` is the dataset's trusted set-up code. Test and
+    set-up code run only on the trusted side; names the program defines are reachable from them through proxies.
+    """
+
+    id: str
+    code: str
+    tests: tuple[str, ...]
+    setup: str = ""
+
+    @classmethod
+    def from_json(cls, record: Any) -> Candidate:
+        """Build from an input record; raises ValueError with a readable reason on a malformed one."""
+        if not isinstance(record, dict):
+            raise ValueError("record is not a JSON object")
+        ident = record.get("id", record.get("task_id"))
+        if ident is None:
+            raise ValueError("record has no 'id'")
+        code, tests, setup = record.get("code"), record.get("tests"), record.get("setup") or ""
+        if not isinstance(code, str):
+            raise ValueError("'code' must be a string")
+        if not isinstance(tests, list) or not all(isinstance(t, str) for t in tests):
+            raise ValueError("'tests' must be a list of strings")
+        if not isinstance(setup, str):
+            raise ValueError("'setup' must be a string")
+        return cls(str(ident), code, tuple(tests), setup)
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The pool's decision on one candidate.
+
+    ``details`` holds per-test records (``{"test": i, "ok": bool, ...}``) when requested, and for a non-passing
+    candidate always the first failing test (expected vs got for a comparison) or the error (type, message).
+    """
+
+    id: str
+    status: str
+    passed: int
+    total: int
+    details: tuple[dict, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status == PASS
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "status": self.status, "passed": self.passed, "total": self.total,
+                "details": list(self.details)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Verdict:
+        return cls(str(d["id"]), d["status"], int(d["passed"]), int(d["total"]), tuple(d.get("details", ())))
