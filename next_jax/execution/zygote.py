@@ -12,6 +12,7 @@ namespace) as soon as the kill pipe is written to or closed. C never holds the s
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import select
@@ -175,6 +176,11 @@ def _child(request: dict, caps: isolation.Capabilities, comm: int, out: int) -> 
     isolation.drop_privileges(uid, gid)
     os.environ.clear()
     os.environ.update({"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+    # Unbuffered: the child is SIGKILLed, never flushed, and its output is diagnostics only.
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="replace",
+                                  write_through=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="replace",
+                                  write_through=True)
     random.seed(request.get("seed", 0))
     if "numpy" in sys.modules:
         sys.modules["numpy"].random.seed(request.get("seed", 0))
