@@ -9,7 +9,10 @@ here on plain data: a candidate's ``__eq__`` never runs, and the expected values
 from __future__ import annotations
 
 import ast
+import builtins
+import importlib
 import operator
+import sys
 from typing import Any
 
 from next_jax.execution import plain
@@ -85,6 +88,13 @@ class CandidateFunction:
         return f"<candidate function {self.__name__}>"
 
 
+def _bind_module(namespace: dict, name: str, module: str) -> None:
+    try:
+        namespace[name] = importlib.import_module(module)
+    except ImportError:
+        pass
+
+
 def _failure_from(exc: BaseException) -> dict:
     if isinstance(exc, CandidateRaised):
         return {"ok": False, "kind": "candidate_error", **exc.info}
@@ -100,12 +110,7 @@ class Judge:
 
     def run(self) -> None:
         request = self.channel.recv()
-        namespace: dict[str, Any] = {"__name__": "__main__"}
-        for name, entry in request["names"].items():
-            if entry[0] == "callable":
-                namespace[name] = CandidateFunction(self.proxy, name)
-            else:
-                namespace[name] = plain.decode(entry[1], self.proxy._handle)
+        namespace = self._namespace(request["names"], request.get("entry_point", ""))
         try:
             setup_error = None
             exec(compile(request.get("setup") or "", "<setup>", "exec"), namespace)
@@ -120,6 +125,24 @@ class Judge:
                 return
             self.channel.send({"op": "test", "index": index, "result": result})
         self.channel.send({"op": "done"})
+
+    def _namespace(self, names: dict, entry_point: str) -> dict[str, Any]:
+        """Bind the program's names for the tests; builtins and standard modules stay the real ones."""
+        stdlib = set(sys.stdlib_module_names)
+        namespace: dict[str, Any] = {"__name__": "__main__"}
+        for name, entry in names.items():
+            if name != entry_point and (name in stdlib or hasattr(builtins, name)):
+                if name in stdlib and entry[0] == "module":  # the real module, whatever the program claims
+                    _bind_module(namespace, name, name)
+                continue
+            if entry[0] == "callable":
+                namespace[name] = CandidateFunction(self.proxy, name)
+            elif entry[0] == "module":
+                # The judge imports the module itself: a program's `import numpy as np` makes `np` usable in tests.
+                _bind_module(namespace, name, entry[1])
+            else:
+                namespace[name] = plain.decode(entry[1], self.proxy._handle)
+        return namespace
 
     def _run_test(self, test: str, namespace: dict) -> dict:
         try:

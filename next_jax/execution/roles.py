@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import sys
+import types
 from typing import Any
 
 from next_jax.execution import plain
@@ -95,9 +96,11 @@ class CandidateServer:
             return {"error": {"kind": "runtime", **error_info(e)}}
         names = {}
         for name, value in list(self.namespace.items()):
-            if name.startswith("__") or type(value).__name__ == "module":
+            if name.startswith("__"):
                 continue
-            if callable(value):
+            if type(value) is types.ModuleType:
+                names[name] = ["module", value.__name__]
+            elif callable(value):
                 names[name] = ["callable"]
             else:
                 names[name] = ["value", plain.encode(value, self._to_handle)]

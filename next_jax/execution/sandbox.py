@@ -1,6 +1,6 @@
 """Trusted side of the sandbox: worker templates (zygotes) and the confined children they fork.
 
-A :class:`Zygote` is a fresh interpreter (``python -I -m next_jax.execution.zygote``) that holds no test data.
+A :class:`Zygote` is a fresh interpreter (``python -s -P -m next_jax.execution.zygote``) that holds no test data.
 :meth:`Zygote.spawn` hands it four descriptors and gets back a :class:`Child`: a confined process we talk to over a
 framed channel, whose output is drained to a cap, and which is killed from outside (with its whole pid namespace)
 by closing its kill pipe.
@@ -129,10 +129,13 @@ class Zygote:
 
     def __init__(self, start_timeout: float = 60.0) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # A clean environment (not -I: it would ignore PYTHONHASHSEED); the package root is the only extra path.
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = {"PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-               "MKL_NUM_THREADS": "1", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+               "MKL_NUM_THREADS": "1", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+               "PYTHONPATH": package_root}
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-m", "next_jax.execution.zygote", str(child.fileno())],
+            [sys.executable, "-s", "-P", "-m", "next_jax.execution.zygote", str(child.fileno())],
             pass_fds=[child.fileno()], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             start_new_session=True)
         child.close()

@@ -7,6 +7,7 @@ The verdict is built here from what the judge reports; nothing the candidate pri
 
 from __future__ import annotations
 
+import ast
 import keyword
 import signal
 import time
@@ -99,6 +100,9 @@ def _validated_names(answer: dict) -> dict:
             continue
         if entry == ["callable"]:
             clean[name] = entry
+        elif (isinstance(entry, list) and len(entry) == 2 and entry[0] == "module" and isinstance(entry[1], str)
+              and all(part.isidentifier() for part in entry[1].split("."))):
+            clean[name] = entry
         elif isinstance(entry, list) and len(entry) == 2 and entry[0] == "value":
             try:
                 plain.decode(entry[1], lambda ident, type_name: None)
@@ -106,6 +110,38 @@ def _validated_names(answer: dict) -> dict:
                 continue
             clean[name] = entry
     return clean
+
+
+def infer_entry_point(candidate: Candidate) -> str:
+    """The function under test: the innermost named call on the tested side of the first test.
+
+    ``assert sum(10, 15) == 6`` -> ``sum``; ``assert sorted(f(x)) == [...]`` -> ``f``;
+    ``assert math.isclose(area(2), 12.5)`` -> ``area``.
+    """
+    for test in candidate.tests[:1]:
+        try:
+            tree = ast.parse(test)
+        except SyntaxError:
+            return ""
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assert):
+                tested = node.test.left if isinstance(node.test, ast.Compare) else node.test
+                return _innermost_call(tested)
+    return ""
+
+
+def _innermost_call(node: ast.AST) -> str:
+    best, best_depth = "", -1
+
+    def visit(n: ast.AST, depth: int) -> None:
+        nonlocal best, best_depth
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and depth > best_depth:
+            best, best_depth = n.func.id, depth
+        for child in ast.iter_child_nodes(n):
+            visit(child, depth + 1)
+
+    visit(node, 0)
+    return best
 
 
 def run_candidate(zygote: Zygote, candidate: Candidate, candidate_cfg: SpawnConfig, judge_cfg: SpawnConfig,
@@ -144,7 +180,7 @@ def _judge(zygote: Zygote, config: SpawnConfig, link: _CandidateLink, candidate:
     with zygote.spawn("judge", config) as judge:
         try:
             judge.channel.send({"op": "run", "setup": candidate.setup, "tests": list(candidate.tests),
-                                "names": names})
+                                "names": names, "entry_point": candidate.entry_point or infer_entry_point(candidate)})
             while True:
                 message = judge.channel.recv(deadline)
                 op = message.get("op")

@@ -24,12 +24,16 @@ class Candidate:
     ``tests`` are trusted test statements (MBPP style ``assert f(1) == 2``, or any test code, e.g. a HumanEval
     ``def check(candidate): ...`` followed by ``check(f)``); ``setup`` is the dataset's trusted set-up code. Test and
     set-up code run only on the trusted side; names the program defines are reachable from them through proxies.
+    A program may not shadow builtins or standard modules the tests use (a ``sorted`` that returns the expected
+    list would pass ``assert sorted(f(x)) == [...]``), except for ``entry_point``, the function under test; when it
+    is empty the pool infers it from the first test.
     """
 
     id: str
     code: str
     tests: tuple[str, ...]
     setup: str = ""
+    entry_point: str = ""
 
     @classmethod
     def from_json(cls, record: Any) -> Candidate:
@@ -40,13 +44,16 @@ class Candidate:
         if ident is None:
             raise ValueError("record has no 'id'")
         code, tests, setup = record.get("code"), record.get("tests"), record.get("setup") or ""
+        entry_point = record.get("entry_point") or ""
+        if not isinstance(entry_point, str):
+            raise ValueError("'entry_point' must be a string")
         if not isinstance(code, str):
             raise ValueError("'code' must be a string")
         if not isinstance(tests, list) or not all(isinstance(t, str) for t in tests):
             raise ValueError("'tests' must be a list of strings")
         if not isinstance(setup, str):
             raise ValueError("'setup' must be a string")
-        return cls(str(ident), code, tuple(tests), setup)
+        return cls(str(ident), code, tuple(tests), setup, entry_point)
 
 
 @dataclasses.dataclass(frozen=True)

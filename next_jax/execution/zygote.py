@@ -1,6 +1,6 @@
 """Worker template: a fresh interpreter that pre-imports what candidates use, then forks sandboxed children.
 
-Started by the pool as ``python -I -m next_jax.execution.zygote FD`` with a fixed hash seed. It never sees test
+Started by the pool as ``python -s -P -m next_jax.execution.zygote FD`` with a fixed hash seed. It never sees test
 data: a spawn request carries only the role, the uid and the limits, plus four descriptors (SCM_RIGHTS). The
 program and the calls reach the child over its own channel after the child is confined.
 

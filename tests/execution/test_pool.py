@@ -89,3 +89,16 @@ def test_evaluate_reference_outputs(pool):
     out = pool.evaluate("def f(x):\n    return [x] * 2\n", ["f(3)", "f('a')", "f(1/0)"])
     assert out[0] == {"value": [3, 3]} and out[1] == {"value": ["a", "a"]}
     assert out[2]["exception"]["type"] == "ZeroDivisionError"
+
+
+def test_program_cannot_shadow_builtins_or_modules_used_by_tests(pool):
+    cheat = ("class _M:\n    def isclose(self, *a, **k):\n        return True\nmath = _M()\n"
+             "def sorted(xs):\n    return [1, 2, 3]\n"
+             "def f(x):\n    return x\n")
+    assert _one(pool, cheat, ["assert sorted(f([3, 1])) == [1, 2, 3]"]).status == "fail"
+    assert _one(pool, cheat, ["assert math.isclose(f(1), 2.0)"]).status == "fail"
+    # ...but the function under test may carry a builtin's name (MBPP 126 defines `sum`).
+    assert _one(pool, "def sum(a, b):\n    return a + b\n", ["assert sum(10, 15) == 25"]).status == "pass"
+    # A module the program imports is usable by tests, as the judge's own import of it.
+    honest = "import math\ndef area(r):\n    return math.pi * r * r\n"
+    assert _one(pool, honest, ["assert math.isclose(area(1), 3.14159, rel_tol=1e-4)"]).status == "pass"
