@@ -14,7 +14,7 @@ import sys
 import types
 from typing import Any
 
-from next_jax.execution import plain
+from next_jax.execution import plain, tracer
 from next_jax.execution.channel import Channel
 from next_jax.execution.judge import Judge
 
@@ -132,8 +132,6 @@ class CandidateServer:
         return {"results": results}
 
     def op_trace(self, request: dict) -> dict:
-        from next_jax.execution import tracer
-
         trace = tracer.trace_call(request["code"], request["call"], filename=CANDIDATE_FILE,
                                   **request.get("budgets", {}))
         return {"trace": trace.to_json()}

@@ -12,14 +12,6 @@ namespace) as soon as the kill pipe is written to or closed. C never holds the s
 
 from __future__ import annotations
 
-import io
-import json
-import os
-import select
-import signal
-import socket
-import sys
-
 # Pre-imported so that forked children need not read the disk for common candidate imports.
 import bisect  # noqa: F401
 import collections  # noqa: F401
@@ -30,16 +22,23 @@ import fractions  # noqa: F401
 import functools  # noqa: F401
 import hashlib  # noqa: F401
 import heapq  # noqa: F401
+import io
 import itertools  # noqa: F401
+import json
 import math  # noqa: F401
 import operator  # noqa: F401
+import os
 import random
 import re  # noqa: F401
+import select
+import signal
+import socket
 import statistics  # noqa: F401
 import string  # noqa: F401
+import sys
 import typing  # noqa: F401
 
-from next_jax.execution import isolation, judge, roles  # noqa: F401  (children cannot read the repo later)
+from next_jax.execution import isolation, judge, roles, tracer  # noqa: F401  (children cannot read the repo)
 
 try:  # optional: honest candidates use it; numpy.random is lazy in numpy 2, so import it explicitly
     import numpy  # noqa: F401
