@@ -170,4 +170,8 @@ class Judge:
         if _COMPARE[type(compare.ops[0])](got, expected):
             return {"ok": True}
         return {"ok": False, "kind": "assert", "op": type(compare.ops[0]).__name__,
-                "expected": safe_repr(expected), "got": safe_repr(got)}
+                "expected": _show(expected), "got": _show(got)}
+
+
+def _show(value: Any) -> str:
+    return repr(value) if type(value) is plain.Handle else safe_repr(value)
