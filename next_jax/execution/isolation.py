@@ -10,7 +10,6 @@ import ctypes
 import dataclasses
 import os
 import resource
-import stat
 import sys
 
 from next_jax.execution import landlock
@@ -23,7 +22,7 @@ CLONE_NEWNET = 0x40000000
 NAMESPACES = {"mount": CLONE_NEWNS, "uts": CLONE_NEWUTS, "ipc": CLONE_NEWIPC, "pid": CLONE_NEWPID,
               "net": CLONE_NEWNET}
 
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 8192, 0x4000, 1 << 18
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 0x4000, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -109,57 +108,10 @@ class Limits:
             resource.setrlimit(which, (value, value))
 
 
-def private_mounts(tmp_bytes: int) -> None:
-    """In a fresh mount namespace: stop propagation, then hide the host's shared temp dirs behind tmpfs."""
-    mount("none", "/", None, MS_REC | MS_PRIVATE)
-    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_bytes},mode=1777")
-    for path in ("/var/tmp", "/dev/shm"):
-        if os.path.isdir(path):
-            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=65536,mode=1777")
-    expose_read_only_roots(read_only_roots())
-
-
-def expose_read_only_roots(roots: list[str]) -> None:
-    """Make the Python installation reachable for an unprivileged uid inside this mount namespace.
-
-    An interpreter under a private home (``/root/.pyenv`` with ``/root`` mode 700) is unreadable once we drop
-    root. For each such root, the closed ancestor is covered by a tmpfs (mode 755) into which only the needed
-    trees are bind-mounted back, so nothing else from that ancestor is visible.
-    """
-    dirs = sorted({r for r in roots if os.path.isdir(r) and not r.startswith(("/proc", "/dev"))})
-    dirs = [d for d in dirs if not any(d != o and d.startswith(o.rstrip("/") + "/") for o in dirs)]
-    closed: dict[str, list[str]] = {}
-    for d in dirs:
-        path = ""
-        for part in d.strip("/").split("/")[:-1]:
-            path += "/" + part
-            if not os.stat(path).st_mode & stat.S_IXOTH:
-                closed.setdefault(path, []).append(d)
-                break
-    for index, (ancestor, inside) in enumerate(sorted(closed.items())):
-        holds = []
-        for j, d in enumerate(inside):
-            hold = f"/tmp/.hold-{index}-{j}"
-            os.makedirs(hold)
-            mount(d, hold, None, MS_BIND | MS_REC)
-            holds.append((hold, d))
-        mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "size=65536,mode=755")
-        for hold, d in holds:
-            os.makedirs(d, mode=0o755, exist_ok=True)
-            mount(hold, d, None, MS_MOVE)
-            os.rmdir(hold)
-
-
-def mount_proc() -> None:
-    """A /proc of the new pid namespace, so the candidate sees only its own processes."""
-    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-
-
 def read_only_roots() -> list[str]:
     """Directories a Python candidate must read: the interpreter, stdlib, site-packages, shared libraries."""
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, "/usr", "/lib", "/lib64",
-             "/etc/ld.so.cache", "/etc/localtime", "/proc/self", "/proc/thread-self", "/dev/urandom",
-             "/dev/random", "/dev/zero"}
+             "/etc/ld.so.cache", "/etc/localtime", "/dev/urandom", "/dev/random", "/dev/zero"}
     for entry in sys.path:
         if entry.endswith(("site-packages", "dist-packages")) and os.path.isdir(entry):
             roots.add(entry)

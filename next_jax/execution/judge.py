@@ -12,11 +12,12 @@ import ast
 import builtins
 import importlib
 import operator
+import random
 import sys
 from typing import Any
 
 from next_jax.execution import plain
-from next_jax.execution.channel import Channel
+from next_jax.execution.channel import Channel, ChannelClosed
 from next_jax.execution.saferepr import safe_repr
 
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
@@ -102,14 +103,29 @@ def _failure_from(exc: BaseException) -> dict:
 
 
 class Judge:
-    """Runs one candidate's tests; reports each test's outcome to the dispatcher as it completes."""
+    """Runs candidates' tests, one request at a time; reports each test's outcome as it completes.
+
+    A judge serves several candidates in turn (it only ever holds trusted code and plain values); each run gets a
+    fresh namespace and a reseeded ``random``. The dispatcher discards the judge after any abnormal run.
+    """
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.proxy = Proxy(channel)
 
     def run(self) -> None:
-        request = self.channel.recv()
+        while True:
+            try:
+                request = self.channel.recv()
+            except ChannelClosed:
+                return
+            seed = int(request.get("seed", 0))
+            random.seed(seed)
+            if "numpy" in sys.modules:  # otherwise seeded as it loads (roles.seed_random at start-up)
+                sys.modules["numpy"].random.seed(seed % 2**32)
+            self._run_one(request)
+
+    def _run_one(self, request: dict) -> None:
         namespace = self._namespace(request["names"], request.get("entry_point", ""))
         try:
             setup_error = None

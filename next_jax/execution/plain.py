@@ -1,7 +1,8 @@
 """Plain values: the only data that crosses from a candidate process to the trusted side.
 
 A plain value is built from exact built-in types only (``type(x) is int``, never a subclass): ``None``, ``bool``,
-``int``, ``float``, ``complex``, ``str``, ``bytes``, ``list``, ``tuple``, ``dict``, ``set``, ``frozenset``. Anything
+``int``, ``float``, ``complex``, ``str``, ``bytes``, ``list``, ``tuple``, ``dict``, ``set``, ``frozenset``, and
+the built-in type objects themselves (``int`` passed as an argument). Anything
 else the candidate produces becomes an opaque :class:`Handle` that the trusted side can pass back but never compare
 by value, so a user-defined ``__eq__`` or an ``int`` subclass can never make a test pass.
 
@@ -106,7 +107,9 @@ def encode(value: Any, to_handle: Any = None, *, max_nodes: int = MAX_NODES) -> 
                 return [tag, [enc(v, depth + 1) for v in x]]
             finally:
                 active.discard(id(x))
-        converted = _numpy_scalar(x)
+        if t is type and x in _TYPE_NAMES:  # exact metaclass: the lookup hashes by identity
+            return ["T", _TYPE_NAMES[x]]
+        converted = _convertible(x)
         if converted is not _NOT_SCALAR:
             return enc(converted, depth)
         if to_handle is None:
@@ -117,6 +120,9 @@ def encode(value: Any, to_handle: Any = None, *, max_nodes: int = MAX_NODES) -> 
 
 
 _NOT_SCALAR = object()
+_TYPES = {t.__name__: t for t in (int, float, complex, str, bytes, bool, list, tuple, dict, set, frozenset,
+                                  type(None), object, type)}
+_TYPE_NAMES = {t: name for name, t in _TYPES.items()}
 
 
 def _type_name(t: type) -> str:
@@ -124,14 +130,21 @@ def _type_name(t: type) -> str:
     return name if isinstance(name, str) else "object"
 
 
-def _numpy_scalar(x: Any) -> Any:
-    """numpy scalars -> Python scalars, by exact type against the real numpy classes."""
+def _convertible(x: Any) -> Any:
+    """Values with a faithful plain form, by exact type: numpy scalars, ``Counter`` and ``defaultdict`` -> dict.
+
+    Converting is safe because it happens in the child and only plain data leaves it; it keeps honest programs
+    that return these types comparable (``Counter(...) == {...}`` compares as dicts in Python too).
+    """
+    import collections
     import sys
 
+    t = type(x)
+    if t is collections.Counter or t is collections.defaultdict:
+        return dict(x)
     np = sys.modules.get("numpy")
     if np is None:
         return _NOT_SCALAR
-    t = type(x)
     if t is np.bool_:
         return bool(x)
     if t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64):
@@ -181,6 +194,8 @@ def decode(data: Any, make_handle: Any = None) -> Any:
                         raise PlainError("malformed dict item")
                     out[dec(pair[0], depth + 1)] = dec(pair[1], depth + 1)
                 return out
+            if tag == "T" and len(x) == 2 and x[1] in _TYPES:
+                return _TYPES[x[1]]
             if tag == "h" and len(x) == 3 and type(x[1]) is int and type(x[2]) is str:
                 if make_handle is None:
                     raise PlainError(f"non-plain value of type {x[2][:100]}")

@@ -7,19 +7,24 @@ can never signal or read each other. A slot handles one candidate at a time; ``w
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
+import hmac
 import logging
 import math
+import os
 import queue
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from next_jax.execution import plain, session
+from next_jax.execution import plain, session, uid_block
 from next_jax.execution import verdict as v
+from next_jax.execution.cgroups import SlotCgroup
 from next_jax.execution.channel import ChannelClosed, ChannelTimeout
 from next_jax.execution.isolation import Limits
-from next_jax.execution.sandbox import SandboxError, SpawnConfig, Zygote
+from next_jax.execution.rootfs import DEFAULT_PACKAGES
+from next_jax.execution.sandbox import Child, SandboxError, SpawnConfig, Zygote
 from next_jax.execution.verdict import Candidate, Verdict
 
 log = logging.getLogger(__name__)
@@ -28,43 +33,99 @@ MAX_CODE_BYTES = 1 << 20
 
 
 class _Slot:
-    def __init__(self, index: int, uid_base: int, limits: Limits, judge_limits: Limits) -> None:
-        self.index = index
-        self.zygote = Zygote()
+    """One worker: a zygote, and per role an unprivileged uid and a cgroup bounding all its processes."""
+
+    def __init__(self, index: int, uid_base: int, limits: Limits, judge_limits: Limits,
+                 packages: tuple[str, ...]) -> None:
+        self.index, self.packages = index, packages
+        self.zygote = Zygote(packages)
         uid = uid_base + 2 * index
-        self.candidate_cfg = SpawnConfig(limits, uid, uid)
-        self.judge_cfg = SpawnConfig(judge_limits, uid + 1, uid + 1)
+        self.cgroups = [SlotCgroup(f"next-jax-{os.getpid()}-{u}", lim.memory_bytes, lim.processes)
+                        for u, lim in ((uid, limits), (uid + 1, judge_limits))]
+        self.candidate_cfg = SpawnConfig(limits, uid, uid, cgroup=_active(self.cgroups[0]))
+        self.judges = session.JudgeHost(lambda: self.zygote,
+                                        SpawnConfig(judge_limits, uid + 1, uid + 1, cgroup=_active(self.cgroups[1])))
+
+        self._spawner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"spare-{index}")
+        self._spare: concurrent.futures.Future | None = None
+
+    def fresh_candidate(self, spare: bool = True) -> Child:
+        """A never-used confined child; with ``spare``, the next one is forked in the background meanwhile."""
+        spare, self._spare = self._spare, None
+        child = None
+        if spare is not None:
+            try:
+                child = spare.result()
+            except SandboxError:
+                child = None
+        if child is None:
+            child = self.zygote.spawn("candidate", self.candidate_cfg)
+        if spare:
+            self._spare = self._spawner.submit(self.zygote.spawn, "candidate", self.candidate_cfg)
+        return child
+
+    def drop_spare(self) -> None:
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            try:
+                spare.result().close_async()
+            except SandboxError:
+                pass
 
     def ensure_alive(self) -> None:
         if not self.zygote.alive:
             log.warning("zygote of slot %d died; restarting", self.index)
+            self.judges.child = None  # it died with its zygote
+            self.drop_spare()
             self.zygote.close()
-            self.zygote = Zygote()
+            self.zygote = Zygote(self.packages)
 
     def close(self) -> None:
+        self.drop_spare()
+        self._spawner.shutdown()
+        self.judges.discard()
         self.zygote.close()
+        for group in self.cgroups:
+            group.close()
+
+
+def _active(group: SlotCgroup) -> SlotCgroup | None:
+    return group if group.active else None
 
 
 class VerificationPool:
     """Runs candidates against trusted tests in confined processes.
 
     ``timeout`` is the wall-clock budget of one candidate (all its tests); its CPU limit is the same, rounded up.
+    ``memory_bytes`` bounds each process's address space and (with cgroups) the sum over a child's processes.
+    ``uid_base``: first of the ``2 * workers`` sandbox uids; by default a free block is reserved with a lock file,
+    so concurrent pools on one host never share uids. ``packages``: third-party packages children may import.
+    ``judge_secret`` keys the judge's random seed (HumanEval tests draw random inputs): the candidate must not be
+    able to replay the judge's stream; by default a per-host secret is created once under ``~/.cache/next-jax``,
+    so verdicts stay deterministic on one machine.
     """
 
     def __init__(self, workers: int = 2, timeout: float = 10.0, memory_bytes: int = 2 << 30,
-                 uid_base: int = 64000) -> None:
+                 uid_base: int | None = None, packages: tuple[str, ...] = DEFAULT_PACKAGES,
+                 judge_secret: bytes | None = None) -> None:
         self.timeout = float(timeout)
         cpu = max(1, math.ceil(self.timeout))
         limits = Limits(cpu_seconds=cpu, memory_bytes=memory_bytes)
         judge_limits = Limits(cpu_seconds=cpu + 1, memory_bytes=memory_bytes)
+        self._uid_lock = None
+        if uid_base is None:
+            uid_base, self._uid_lock = uid_block.reserve(2 * workers)
+        self.judge_secret = judge_secret if judge_secret is not None else _host_secret()
         with concurrent.futures.ThreadPoolExecutor(workers) as starter:  # zygotes start in parallel
-            slots = list(starter.map(lambda i: _Slot(i, uid_base, limits, judge_limits), range(workers)))
+            slots = list(starter.map(lambda i: _Slot(i, uid_base, limits, judge_limits, tuple(packages)),
+                                     range(workers)))
         self._free: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
         for slot in slots:
             self._free.put(slot)
         self._slots = slots
         self._executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="verify")
         self._closed = threading.Event()
+        self._pending, self._pending_lock = 0, threading.Lock()
         caps = slots[0].zygote.capabilities
         self.isolation = caps.get("capabilities", "")
         log.info("verification pool: %d workers, isolation in force: %s", workers, self.isolation)
@@ -73,6 +134,8 @@ class VerificationPool:
     def submit(self, candidate: Candidate, details: bool = False) -> concurrent.futures.Future[Verdict]:
         if self._closed.is_set():
             raise RuntimeError("pool is closed")
+        with self._pending_lock:
+            self._pending += 1
         return self._executor.submit(self._verify_one, candidate, details)
 
     def verify(self, candidates: Iterable[Candidate], details: bool = False) -> list[Verdict]:
@@ -81,13 +144,24 @@ class VerificationPool:
         return [f.result() for f in futures]
 
     def _verify_one(self, candidate: Candidate, details: bool) -> Verdict:
+        with self._pending_lock:
+            self._pending -= 1
+            more = self._pending > 0
         problem = _check_candidate(candidate)
         if problem:
             return Verdict(str(candidate.id), v.INVALID_RECORD, 0, len(candidate.tests or ()),
                            ({"type": "InvalidRecord", "message": problem},))
         with self._slot() as slot:
-            return session.run_candidate(slot.zygote, candidate, slot.candidate_cfg, slot.judge_cfg,
-                                         self.timeout, details)
+            try:
+                # A spare child is forked in the background only while more candidates wait.
+                return session.run_candidate(lambda: slot.fresh_candidate(spare=more), slot.judges, candidate,
+                                             slot.candidate_cfg, self.timeout, _judge_seed(self.judge_secret, candidate),
+                                             details)
+            finally:
+                with self._pending_lock:
+                    idle = self._pending == 0
+                if idle:
+                    slot.drop_spare()
 
     # -- trusted helpers run in the sandbox --------------------------------------------------------------
     def trace(self, code: str, call: str, **budgets: Any) -> Any:
@@ -145,6 +219,8 @@ class VerificationPool:
         self._executor.shutdown(wait=True)
         for slot in self._slots:
             slot.close()
+        if self._uid_lock is not None:
+            self._uid_lock.close()
 
     def __enter__(self) -> VerificationPool:
         return self
@@ -168,6 +244,34 @@ class _SlotLease:
 
     def __exit__(self, *exc: Any) -> None:
         self.free.put(self.slot)
+
+
+def _judge_seed(secret: bytes, candidate: Candidate) -> int:
+    digest = hmac.new(secret, "\x00".join((candidate.setup, *candidate.tests)).encode("utf-8", "surrogatepass"),
+                      hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def _host_secret() -> bytes:
+    """A random key created once per host user; unreadable from inside the sandbox (outside its root)."""
+    path = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "next-jax",
+                        "judge-secret")
+    try:
+        with open(path, "rb") as f:
+            secret = f.read()
+        if len(secret) >= 16:
+            return secret
+    except OSError:
+        pass
+    secret = os.urandom(32)
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secret)
+    except OSError:
+        log.warning("cannot store the judge secret at %s; verdicts of random tests vary between pools", path)
+    return secret
 
 
 def _deadline(timeout: float) -> float:

@@ -10,6 +10,7 @@ make therefore runs here, on exact built-in types.
 from __future__ import annotations
 
 import builtins
+import random
 import sys
 import types
 from typing import Any
@@ -29,6 +30,40 @@ def serve(role: str, fd: int) -> None:
         Judge(channel).run()
     else:
         raise ValueError(f"unknown role {role!r}")
+
+
+class _SeedNumpyOnImport:
+    """Meta-path finder: numpy is not pre-imported (it makes every fork slower), so seed it as it loads."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed % 2**32
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != "numpy":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None and spec.loader is not None:
+                load = spec.loader.exec_module
+
+                def exec_module(module: Any, load: Any = load) -> None:
+                    load(module)
+                    module.random.seed(self.seed)
+
+                spec.loader.exec_module = exec_module
+                return spec
+        return None
+
+
+def seed_random(seed: int) -> None:
+    """Deterministic ``random`` (and numpy's global generator, whenever numpy gets imported)."""
+    random.seed(seed)
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed(seed % 2**32)
+    else:
+        sys.meta_path.insert(0, _SeedNumpyOnImport(seed))
 
 
 def error_info(exc: BaseException) -> dict:

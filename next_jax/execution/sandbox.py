@@ -8,6 +8,7 @@ by closing its kill pipe.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import logging
@@ -21,8 +22,10 @@ import threading
 import time
 from typing import Any
 
+from next_jax.execution.cgroups import SlotCgroup
 from next_jax.execution.channel import Channel
 from next_jax.execution.isolation import Limits
+from next_jax.execution.rootfs import DEFAULT_PACKAGES
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +110,19 @@ class Child:
         if self.workdir:
             subprocess.run(["rm", "-rf", self.workdir], check=False)
 
+    def close_async(self) -> None:
+        """Kill now; reap and release descriptors in the background (the verdict does not wait for it)."""
+        self.kill()
+        _REAPER.submit(self.close)
+
     def __enter__(self) -> Child:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.close()
+        self.close_async()
+
+
+_REAPER = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="sandbox-reaper")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,12 +133,13 @@ class SpawnConfig:
     output_cap: int = 64 << 10
     max_frame: int = 16 << 20
     seed: int = 0
+    cgroup: SlotCgroup | None = None  # joined by the monitor before it forks the child
 
 
 class Zygote:
     """One long-lived worker template (a fresh interpreter that forks confined children)."""
 
-    def __init__(self, start_timeout: float = 60.0) -> None:
+    def __init__(self, packages: tuple[str, ...] = DEFAULT_PACKAGES, start_timeout: float = 60.0) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # A clean environment (not -I: it would ignore PYTHONHASHSEED); the package root is the only extra path.
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -135,7 +147,7 @@ class Zygote:
                "MKL_NUM_THREADS": "1", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
                "PYTHONPATH": package_root}
         self.process = subprocess.Popen(
-            [sys.executable, "-s", "-P", "-m", "next_jax.execution.zygote", str(child.fileno())],
+            [sys.executable, "-s", "-P", "-m", "next_jax.execution.zygote", str(child.fileno()), ",".join(packages)],
             pass_fds=[child.fileno()], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             start_new_session=True)
         child.close()
@@ -171,7 +183,8 @@ class Zygote:
         if "mount" not in self.capabilities.get("namespaces", []):
             workdir = tempfile.mkdtemp(prefix="next-jax-sandbox-")
         request = {"role": role, "uid": config.uid, "gid": config.gid, "seed": config.seed,
-                   "limits": dataclasses.asdict(config.limits), "workdir": workdir}
+                   "limits": dataclasses.asdict(config.limits), "workdir": workdir,
+                   "cgroups": config.cgroup.procs_files if config.cgroup else []}
         try:
             with self._lock:
                 socket.send_fds(self.control, [json.dumps(request).encode()],

@@ -11,12 +11,13 @@ import ast
 import keyword
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from next_jax.execution import plain
 from next_jax.execution import verdict as v
 from next_jax.execution.channel import ChannelClosed, ChannelTimeout, FrameTooLarge
-from next_jax.execution.sandbox import Child, SandboxError, SpawnConfig, Zygote
+from next_jax.execution.sandbox import Child, SandboxError, SpawnConfig
 from next_jax.execution.verdict import Candidate, Verdict
 
 
@@ -45,9 +46,11 @@ def _status_of_error(info: dict) -> str:
     return v.MEMORY if info.get("type") == "MemoryError" else v.RUNTIME_ERROR
 
 
-def _death(child: Child, limits_cpu: int) -> CandidateFault:
-    """Classify a child that stopped answering: CPU limit -> timeout, otherwise a runtime error."""
+def _death(child: Child, limits_cpu: int, oom: Any = None) -> CandidateFault:
+    """Classify a child that stopped answering: CPU limit -> timeout, cgroup OOM kill -> memory, else a crash."""
     report = child.wait_exit()
+    if oom is not None and oom():
+        return CandidateFault(v.MEMORY, {"type": "MemoryError", "message": "killed by the memory limit"})
     code = report.get("exit")
     cpu = report.get("cpu") or 0.0
     if code is not None and code < 0 and (cpu >= limits_cpu - 0.5 or -code == signal.SIGXCPU):
@@ -61,8 +64,11 @@ def _death(child: Child, limits_cpu: int) -> CandidateFault:
 class _CandidateLink:
     """Requests to the candidate child, each answer validated as plain data."""
 
-    def __init__(self, child: Child, deadline: float, cpu_limit: int) -> None:
-        self.child, self.deadline, self.cpu_limit = child, deadline, cpu_limit
+    def __init__(self, child: Child, deadline: float, config: SpawnConfig) -> None:
+        self.child, self.deadline, self.cpu_limit = child, deadline, config.limits.cpu_seconds
+        group = config.cgroup
+        before = group.oom_kills() if group else 0
+        self.oom_killed = (lambda: group.oom_kills() > before) if group else None
 
     def ask(self, request: dict) -> dict:
         try:
@@ -71,7 +77,7 @@ class _CandidateLink:
         except ChannelTimeout:
             raise CandidateFault(v.TIMEOUT, {"type": "Timeout", "message": "wall-clock limit exceeded"}) from None
         except (ChannelClosed, OSError):
-            raise _death(self.child, self.cpu_limit) from None
+            raise _death(self.child, self.cpu_limit, self.oom_killed) from None
         except (FrameTooLarge, ValueError) as e:
             raise CandidateFault(v.RUNTIME_ERROR, {"type": "InvalidResult", "message": str(e)}) from None
         if not isinstance(answer, dict):
@@ -144,17 +150,17 @@ def _innermost_call(node: ast.AST) -> str:
     return best
 
 
-def run_candidate(zygote: Zygote, candidate: Candidate, candidate_cfg: SpawnConfig, judge_cfg: SpawnConfig,
-                  timeout: float, details: bool = False) -> Verdict:
-    """Verify one candidate; never raises for anything the candidate does."""
+def run_candidate(spawn: Callable[[], Child], judges: JudgeHost, candidate: Candidate, candidate_cfg: SpawnConfig,
+                  timeout: float, judge_seed: int = 0, details: bool = False) -> Verdict:
+    """Verify one candidate in a fresh child from ``spawn()``; never raises for anything the candidate does."""
     total = len(candidate.tests)
     deadline = time.monotonic() + timeout
     results: list[dict] = []
     stdout = ""
     try:
-        with zygote.spawn("candidate", candidate_cfg) as child:
+        with spawn() as child:
             try:
-                link = _CandidateLink(child, deadline, candidate_cfg.limits.cpu_seconds)
+                link = _CandidateLink(child, deadline, candidate_cfg)
                 loaded = link.ask({"op": "load", "code": candidate.code})
                 if "error" in loaded:
                     info = _error(loaded["error"])
@@ -162,42 +168,71 @@ def run_candidate(zygote: Zygote, candidate: Candidate, candidate_cfg: SpawnConf
                     status = v.SYNTAX_ERROR if kind == "syntax" else _status_of_error(info)
                     return Verdict(candidate.id, status, 0, total, ({"stage": "load", **info},))
                 names = _validated_names(loaded)
-                results = _judge(zygote, judge_cfg, link, candidate, names, deadline)
+                results = _judge(judges, link, candidate, names, deadline, judge_seed)
             except CandidateFault as fault:
+                if details:
+                    child.drain.join(timeout=1.0)
                 return _verdict(candidate, results, details, fault, child.drain.text())
             finally:
                 child.kill()
+            if details:
+                child.drain.join(timeout=1.0)  # the rest of the output arrives as the process dies
             stdout = child.drain.text()
     except SandboxError as e:
         return Verdict(candidate.id, v.SANDBOX_ERROR, 0, total, ({"type": "SandboxError", "message": str(e)},))
     return _verdict(candidate, results, details, None, stdout)
 
 
-def _judge(zygote: Zygote, config: SpawnConfig, link: _CandidateLink, candidate: Candidate, names: dict,
-           deadline: float) -> list[dict]:
-    """Run the tests in a confined judge, relaying its calls; returns one result per test completed."""
+class JudgeHost:
+    """A slot's judge process, kept across candidates and replaced after any run that did not end cleanly."""
+
+    def __init__(self, zygote_of: Any, config: SpawnConfig, max_runs: int = 500) -> None:
+        self.zygote_of, self.config, self.max_runs = zygote_of, config, max_runs
+        self.child: Child | None = None
+        self.runs = 0
+
+    def acquire(self) -> Child:
+        if self.child is None or self.runs >= self.max_runs:
+            self.discard()
+            self.child = self.zygote_of().spawn("judge", self.config)
+            self.runs = 0
+        self.runs += 1
+        return self.child
+
+    def discard(self) -> None:
+        if self.child is not None:
+            self.child.close()
+            self.child = None
+
+
+def _judge(judges: JudgeHost, link: _CandidateLink, candidate: Candidate, names: dict, deadline: float,
+           seed: int) -> list[dict]:
+    """Run the tests in the confined judge, relaying its calls; returns one result per test completed."""
     results: list[dict] = []
-    with zygote.spawn("judge", config) as judge:
-        try:
-            judge.channel.send({"op": "run", "setup": candidate.setup, "tests": list(candidate.tests),
-                                "names": names, "entry_point": candidate.entry_point or infer_entry_point(candidate)})
-            while True:
-                message = judge.channel.recv(deadline)
-                op = message.get("op")
-                if op == "test":
-                    results.append(message["result"])
-                elif op == "done":
-                    return results
-                elif op in ("call", "getattr", "setattr"):
-                    judge.channel.send(link.value_answer(message))
-                else:
-                    raise SandboxError(f"judge sent unknown op {op!r}")
-        except ChannelTimeout:
-            raise CandidateFault(v.TIMEOUT, {"type": "Timeout", "message": "wall-clock limit exceeded"}) from None
-        except (ChannelClosed, OSError, ValueError, KeyError) as e:
-            raise SandboxError(f"judge failed: {type(e).__name__}: {e}; {judge.drain.text()[-500:]}") from None
-        finally:
-            judge.kill()
+    judge = judges.acquire()
+    clean = False
+    try:
+        judge.channel.send({"op": "run", "setup": candidate.setup, "tests": list(candidate.tests), "seed": seed,
+                            "names": names, "entry_point": candidate.entry_point or infer_entry_point(candidate)})
+        while True:
+            message = judge.channel.recv(deadline)
+            op = message.get("op")
+            if op == "test":
+                results.append(message["result"])
+            elif op == "done":
+                clean = True
+                return results
+            elif op in ("call", "getattr", "setattr"):
+                judge.channel.send(link.value_answer(message))
+            else:
+                raise SandboxError(f"judge sent unknown op {op!r}")
+    except ChannelTimeout:
+        raise CandidateFault(v.TIMEOUT, {"type": "Timeout", "message": "wall-clock limit exceeded"}) from None
+    except (ChannelClosed, OSError, ValueError, KeyError) as e:
+        raise SandboxError(f"judge failed: {type(e).__name__}: {e}; {judge.drain.text()[-500:]}") from None
+    finally:
+        if not clean:
+            judges.discard()
 
 
 def _verdict(candidate: Candidate, results: list[dict], details: bool, fault: CandidateFault | None,

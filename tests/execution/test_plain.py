@@ -87,3 +87,22 @@ def test_wire_form_is_ascii_json():
     text = plain.dumps({"k": "\ud800 snow \u2603", b"b": (1, 2.5)})
     assert text.isascii()
     json.loads(text)
+
+
+def test_builtin_types_and_counters_have_plain_forms():
+    import collections
+
+    assert plain.loads(plain.dumps([int, str, type(None)])) == [int, str, type(None)]
+    counted = plain.loads(plain.dumps(collections.Counter("abca")))
+    assert type(counted) is dict and counted == {"a": 2, "b": 1, "c": 1}
+    grouped = plain.loads(plain.dumps(collections.defaultdict(list, {1: [2]})))
+    assert type(grouped) is dict and grouped == {1: [2]}
+
+    class Meta(type):
+        def __eq__(cls, other):
+            return True
+
+        __hash__ = type.__hash__
+
+    with pytest.raises(plain.PlainError):
+        plain.encode(Meta("Fake", (), {}))

@@ -102,3 +102,10 @@ def test_program_cannot_shadow_builtins_or_modules_used_by_tests(pool):
     # A module the program imports is usable by tests, as the judge's own import of it.
     honest = "import math\ndef area(r):\n    return math.pi * r * r\n"
     assert _one(pool, honest, ["assert math.isclose(area(1), 3.14159, rel_tol=1e-4)"]).status == "pass"
+
+
+def test_numpy_random_is_seeded_when_imported(pool):
+    code = "import numpy as np\nX = float(np.random.rand())\ndef f():\n    return [X, float(np.random.rand())]\n"
+    first = _one(pool, code, ["assert f() == 0"], details=True)
+    second = _one(pool, code, ["assert f() == 0"], details=True)
+    assert first.details[0]["got"] == second.details[0]["got"]
