@@ -1,0 +1,103 @@
+"""`DecoderConfig`: one frozen description of every decoder family next-jax runs.
+
+The same fields cover PaLM-style from-scratch models and the open families (Llama, Qwen2, Gemma) that
+`next_jax.models.hf` imports; a family name is only a label plus the defaults its presets choose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gin
+import jax.numpy as jnp
+
+FAMILIES = ("palm", "llama", "qwen2", "gemma")
+ACTIVATIONS = ("swiglu", "geglu", "geglu_exact", "reglu")
+NORMS = ("rms", "rms_plus_one", "layer")
+ROPE_SCALINGS = ("none", "linear", "llama3")
+
+
+@gin.configurable(module="next_jax.models")
+@dataclasses.dataclass(frozen=True)
+class DecoderConfig:
+    """Shape and arithmetic of a decoder-only transformer.
+
+    `num_kv_heads` < `num_heads` gives grouped-query attention (1 = multi-query). `head_dim` is independent of
+    `embed_dim` (Gemma-7B: 16 x 256 heads on a 3072-wide model). `activation` names a gated MLP: the hidden
+    layer is act(x W_gate) * (x W_up). `norm='rms_plus_one'` scales by (1 + w) as Gemma does, `'layer'` is a
+    bias-free LayerNorm (PaLM). `embed_scale` multiplies embeddings by sqrt(embed_dim) (Gemma).
+    `scale_tied_logits` divides tied-embedding logits by sqrt(embed_dim) (T5X/PaLM from-scratch recipe).
+    `layer_windows` optionally gives each layer a sliding attention window (0 = full attention).
+    `z_loss` is read by the trainer, not by the model.
+    """
+
+    vocab_size: int = 256
+    num_layers: int = 2
+    embed_dim: int = 64
+    num_heads: int = 4
+    num_kv_heads: int = 4
+    head_dim: int = 16
+    mlp_dim: int = 128
+    family: str = "llama"
+    activation: str = "swiglu"
+    parallel_block: bool = False
+    qkv_bias: bool = False
+    out_bias: bool = False
+    mlp_bias: bool = False
+    norm: str = "rms"
+    norm_eps: float = 1e-6
+    embed_scale: bool = False
+    tie_embeddings: bool = False
+    scale_tied_logits: bool = False
+    rope_theta: float = 10_000.0
+    rope_scaling: str = "none"
+    rope_scaling_factor: float = 1.0
+    rope_low_freq_factor: float = 1.0
+    rope_high_freq_factor: float = 4.0
+    rope_original_max_len: int = 8192
+    layer_windows: tuple[int, ...] = ()
+    max_len: int = 2048
+    z_loss: float = 0.0
+    remat: bool = False
+    dtype: str = "float32"
+    param_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"family {self.family!r} not in {FAMILIES}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation {self.activation!r} not in {ACTIVATIONS}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm {self.norm!r} not in {NORMS}")
+        if self.rope_scaling not in ROPE_SCALINGS:
+            raise ValueError(f"rope_scaling {self.rope_scaling!r} not in {ROPE_SCALINGS}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}"
+            )
+        if self.head_dim % 2:
+            raise ValueError(f"RoPE needs an even head_dim, got {self.head_dim}")
+        if self.layer_windows and len(self.layer_windows) != self.num_layers:
+            raise ValueError(
+                f"layer_windows has {len(self.layer_windows)} entries for {self.num_layers} layers"
+            )
+        # gin and JSON hand lists over; a frozen, hashable config needs a tuple.
+        object.__setattr__(self, "layer_windows", tuple(int(w) for w in self.layer_windows))
+
+    @property
+    def jnp_dtype(self) -> jnp.dtype:
+        """Computation dtype as a jnp dtype."""
+        return jnp.dtype(self.dtype)
+
+    @property
+    def jnp_param_dtype(self) -> jnp.dtype:
+        """Parameter storage dtype as a jnp dtype."""
+        return jnp.dtype(self.param_dtype)
+
+    def window(self, layer: int) -> int:
+        """Sliding-window size of `layer` (0 = attend to the whole causal past)."""
+        return self.layer_windows[layer] if self.layer_windows else 0
+
+    def replace(self, **changes) -> DecoderConfig:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
