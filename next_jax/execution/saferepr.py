@@ -267,7 +267,7 @@ def _container(x, base: type, budget: int, depth: int, seen: set[int] | None, pr
         text = _plain(x, base, budget - len(head) - len(tail), depth)
         if text is not None:
             return f"{head}{text}{tail}"
-        if base is not dict and count > budget // 2:
+        if base is not dict and count > max(budget, 0) // 2 > 0:
             text = _numbers_prefix(x, base, count, budget - len(head) - len(tail) - 2)
             if text is not None:
                 return f"{head}{opening}{text}{closing}{tail}"
