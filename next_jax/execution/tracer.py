@@ -41,7 +41,8 @@ from operator import is_
 from types import CodeType
 from typing import Any, NamedTuple
 
-from next_jax.execution.saferepr import IMMUTABLE, safe_repr, shape_of, type_name, unchanged
+from next_jax.execution.saferepr import safe_repr, type_name
+from next_jax.execution.shapes import IMMUTABLE, shape_of, unchanged
 
 __all__ = ["Step", "Trace", "TraceException", "trace_call", "trace_code"]
 

@@ -39,7 +39,7 @@ import sys
 import tempfile
 import typing  # noqa: F401
 
-from next_jax.execution import cgroups, isolation, judge, roles, rootfs, tracer  # noqa: F401 (pre-imported)
+from next_jax.execution import cgroups, isolation, judge, roles, rootfs, shapes, tracer  # noqa: F401 (pre-imported)
 
 SPAWN_FDS = 4  # comm socket, output pipe (w), status pipe (w), kill pipe (r)
 

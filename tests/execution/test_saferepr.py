@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from next_jax.execution import saferepr
-from next_jax.execution.saferepr import IMMUTABLE, safe_repr, shape_of, type_name, unchanged
+from next_jax.execution.saferepr import safe_repr, type_name
+from next_jax.execution.shapes import IMMUTABLE, shape_of, unchanged
 
 
 class Spy:
