@@ -70,7 +70,7 @@ def main(control_fd: int) -> None:
             rootfs.remove(root)
 
 
-def _serve(control: socket.socket, caps: isolation.Capabilities, root: str | None) -> None:
+def _serve(control: socket.socket, caps: isolation.Capabilities, root: rootfs.RootFS | None) -> None:
     while True:
         try:
             msg, fds, _, _ = socket.recv_fds(control, 1 << 16, SPAWN_FDS)
@@ -100,7 +100,7 @@ def _send(sock: socket.socket, obj: dict) -> None:
     sock.sendall(json.dumps(obj).encode() + b"\n")
 
 
-def _monitor(request: dict, caps: isolation.Capabilities, root: str | None, comm: int, out: int, status: int,
+def _monitor(request: dict, caps: isolation.Capabilities, root: rootfs.RootFS | None, comm: int, out: int, status: int,
              kill: int) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     isolation.prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -162,7 +162,7 @@ def _report(fd: int, obj: dict) -> None:
         pass
 
 
-def _child(request: dict, caps: isolation.Capabilities, root: str | None, comm: int, out: int) -> None:
+def _child(request: dict, caps: isolation.Capabilities, root: rootfs.RootFS | None, comm: int, out: int) -> None:
     limits = isolation.Limits(**request["limits"])
     isolation.prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
     if "pid" not in caps.namespaces:
