@@ -15,17 +15,17 @@ from collections.abc import Iterator
 
 import pytest
 
+from next_jax.execution import uid_block
 from next_jax.execution.pool import VerificationPool
 from next_jax.execution.verdict import Candidate, Verdict
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 WORKERS = 2
 TIMEOUT = 3.0
-# VerificationPool's default base is 64000; a test session takes its own block above it, because pools of concurrent
-# sessions (xdist workers, other test runs on the host) with the same uids would share RLIMIT_NPROC and make the
-# "nothing left running" check see each other's children.
-# Each session's block holds 8 uids: the session pool's 4 and room for a second, one-slot pool.
-UID_BASE = 64000 + 8 * (os.getpid() % 4000)
+# This session's pools take uids from a block reserved like the pool's own default (a flock held for the whole
+# session), so concurrent sessions (xdist workers, other runs) never share uids or RLIMIT_NPROC.
+# The block holds room for the session pool (4 uids) and a second, one-slot pool after it.
+UID_BASE, _UID_LOCK = uid_block.reserve(8)
 SENTINEL_TEXT = "RT" + "5e17" * 8  # the shape a side-channel probe hunts for: RT + 32 hex digits
 HONEST = Candidate("honest", "def add(a, b):\n    return a + b\n", ("assert add(2, 3) == 5", "assert add('a', 'b') == 'ab'"))
 

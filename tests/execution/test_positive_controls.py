@@ -13,16 +13,16 @@ import json
 
 import pytest
 
+from next_jax.execution.pool import VerificationPool
 from next_jax.execution.verdict import Candidate, Verdict
 
+# MBPP reference solutions too slow for this suite's 3 s budget: verified again with the pool's default 10 s.
+# (123 sums amicable numbers below 9999 by trial division: 2-5 s of CPU on a loaded CI core.)
+MBPP_SLOW = {123}
 # MBPP reference solutions that cannot pass here: task_id -> (status, why). Anything else failing is a harness bug.
-# Known harness false negatives (kept failing on purpose, not listed): 40, 88, 902 return collections.Counter and
-# 653 a defaultdict (dict subclasses, equal to the expected dict in Python); 533's tests pass a type (`int`) as an
-# argument.
-MBPP_EXPECTED_FAILURES: dict[int, tuple[str, str]] = {
-    123: ("timeout", "sums amicable numbers below 9999 by trial division: ~5 s of CPU on a loaded CI core, over "
-                     "this suite's 3 s budget (it passes at the pool's default 10 s)"),
-}
+# Empty: the former harness false negatives (40, 88, 902 return collections.Counter, 653 a defaultdict, 533 passes
+# the type `int` as an argument) now have plain forms.
+MBPP_EXPECTED_FAILURES: dict[int, tuple[str, str]] = {}
 
 # A verdict for a wrong program must be about the program, never about the harness.
 PROGRAM_FAULTS = ("fail", "runtime_error", "timeout", "memory")
@@ -63,7 +63,9 @@ def humanevalfix(data_root) -> list[dict]:
 def test_mbpp_reference_solutions_pass(pool, checks, mbpp):
     assert len(mbpp) == 974
     candidates = [Candidate(str(r["task_id"]), r["code"], tuple(r["test_list"]), r["test_setup_code"]) for r in mbpp]
-    verdicts = pool.verify(candidates)
+    verdicts = pool.verify([c for c in candidates if int(c.id) not in MBPP_SLOW])
+    with VerificationPool(workers=1, timeout=10.0, uid_base=checks.uid_base + 2 * checks.workers) as patient:
+        verdicts += patient.verify([c for c in candidates if int(c.id) in MBPP_SLOW])
     failing = [v for v in verdicts if not v.ok]
     unexpected = [v for v in failing if int(v.id) not in MBPP_EXPECTED_FAILURES]
     assert not unexpected, f"{len(unexpected)} MBPP reference solutions failed:\n{_summary(unexpected)}"
