@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+import logging
+
+from next_jax.data import readers
+
+
+def test_mbpp(data_dir):
+    loaded = readers.read_mbpp(data_dir / "mbpp" / "mbpp.jsonl")
+    assert len(loaded.records) == 974 and loaded.issues == []
+    by_id = {p.task_id: p for p in loaded.records}
+    assert all("\r" not in p.code for p in loaded.records)  # upstream CRLF normalised
+    assert by_id[2].entry_point == "similar_elements"
+    assert all(len(p.tests) == 3 for p in loaded.records)
+    assert sum(bool(p.setup) for p in loaded.records) == 2
+    assert sum(bool(p.challenge_tests) for p in loaded.records) == 11
+    # the entry point is a function the solution defines and every test calls
+    assert all(
+        p.entry_point in p.tests[0] and f"def {p.entry_point}" in p.code
+        for p in loaded.records
+        if not p.code.lstrip().startswith("class")
+    )
+
+
+def test_humaneval_family(data_dir):
+    he = readers.read_humaneval(data_dir / "humaneval" / "HumanEval.jsonl.gz")
+    fix = readers.read_humanevalfix(data_dir / "humanevalfix" / "humanevalpack.jsonl")
+    plus = readers.read_evalplus(data_dir / "evalplus" / "HumanEvalPlus.jsonl.gz")
+    assert [len(x.records) for x in (he, fix, plus)] == [164, 164, 164]
+    assert not (he.issues or fix.issues or plus.issues)
+    f0 = fix.records[0]
+    assert f0.buggy_program != f0.reference and f0.test.rstrip().endswith(f"check({f0.entry_point})")
+    assert {p.number for p in fix.records} == {p.number for p in plus.records} == set(range(164))
+    assert sum(len(p.base_input) for p in plus.records) == 1570
+    assert sum(len(p.plus_input) for p in plus.records) == 122683
+    assert {p.atol for p in plus.records} == {0.0, 1e-6, 1e-4}
+
+
+def test_malformed_records_are_reported_with_location_and_skipped(tmp_path, caplog):
+    good = {
+        "text": "t",
+        "code": "def f(x):\r\n    return x\r\n",
+        "task_id": 1,
+        "test_setup_code": "",
+        "test_list": ["assert f(1) == 1"],
+        "challenge_test_list": [],
+    }
+    lines = [
+        json.dumps(good),
+        "[1, 2]",
+        json.dumps({**good, "task_id": 2, "test_list": []}),
+        json.dumps({**good, "task_id": 3, "code": "def g(:"}),
+        json.dumps({**good, "task_id": 4}),
+    ]
+    path = tmp_path / "mbpp.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with caplog.at_level(logging.WARNING):
+        loaded = readers.read_mbpp(path)
+    assert [p.task_id for p in loaded.records] == [1, 4]
+    assert [i.line for i in loaded.issues] == [2, 3, 4]
+    assert "empty test_list" in loaded.issues[1].reason and "SyntaxError" in loaded.issues[2].reason
+    assert f"{path}:2" in caplog.text  # logged, not silent
