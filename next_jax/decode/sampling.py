@@ -1,0 +1,82 @@
+"""Per-step token choice: temperature, top-k and top-p (nucleus) filtering, and log-probs.
+
+All functions are pure and jit-friendly; `top_k` and whether top-p is active are static (they change
+shapes or the traced program), while `temperature` and `top_p` may be traced scalars.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+NEG_INF = -1e30  # finite, so that softmax over a fully-masked row is uniform rather than NaN
+
+
+def top_k_mask(logits: jax.Array, k: int) -> jax.Array:
+    """Logits with everything outside the `k` largest per row set to NEG_INF (ties at the k-th value kept)."""
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits
+    kth = jax.lax.top_k(logits, k)[0][..., -1:]
+    return jnp.where(logits < kth, NEG_INF, logits)
+
+
+def top_p_mask(logits: jax.Array, p: float | jax.Array) -> jax.Array:
+    """Logits outside the smallest set of most likely tokens whose probability reaches `p`, set to NEG_INF.
+
+    The most likely token always survives, so p -> 0 degenerates to greedy rather than to nothing.
+    """
+    sorted_logits = jnp.sort(logits, axis=-1)[..., ::-1]
+    probs = jax.nn.softmax(sorted_logits, axis=-1)
+    # Probability mass strictly before each sorted position; a token is kept while that is < p.
+    mass_before = jnp.cumsum(probs, axis=-1) - probs
+    keep = mass_before < p
+    keep = keep.at[..., 0].set(True)
+    # The smallest kept logit is the threshold; everything below it goes.
+    threshold = jnp.min(jnp.where(keep, sorted_logits, jnp.inf), axis=-1, keepdims=True)
+    return jnp.where(logits < threshold, NEG_INF, logits)
+
+
+def filter_logits(
+    logits: jax.Array, *, temperature: float | jax.Array = 1.0, top_k: int = 0, top_p: float | None = None
+) -> jax.Array:
+    """Temperature-scaled logits restricted by top-k then top-p (HF order: temperature, top-k, top-p)."""
+    logits = logits.astype(jnp.float32) / jnp.maximum(temperature, 1e-6)
+    logits = top_k_mask(logits, top_k)
+    if top_p is not None:
+        logits = top_p_mask(logits, top_p)
+    return logits
+
+
+def choose_tokens(
+    keys: jax.Array,
+    logits: jax.Array,
+    *,
+    temperature: float | jax.Array,
+    top_k: int = 0,
+    top_p: float | jax.Array | None = None,
+    greedy: bool | jax.Array = False,
+) -> tuple[jax.Array, jax.Array]:
+    """One token per row of `logits` [N, V] and its log-prob under the model.
+
+    `keys` holds one PRNG key per row, so a row's draw does not depend on which other rows share the batch.
+    `greedy` (or temperature 0) takes the argmax. The returned log-prob is log softmax of the *raw* logits
+    at the chosen token: the model's own score of the completion, independent of the sampling knobs.
+
+    With `top_k`, sampling (and top-p) runs over the k candidates from `lax.top_k` only, which avoids
+    sorting the whole vocabulary every step; the distribution is the same as masking the full row.
+    """
+    raw = logits.astype(jnp.float32)
+    argmax = jnp.argmax(raw, axis=-1)
+    if 0 < top_k < raw.shape[-1]:
+        cand_logits, cand_ids = jax.lax.top_k(raw, top_k)
+        filtered = filter_logits(cand_logits, temperature=temperature, top_p=top_p)
+        picks = jax.vmap(jax.random.categorical)(keys, filtered)
+        sampled = jnp.take_along_axis(cand_ids, picks[:, None], axis=-1)[:, 0]
+    else:
+        filtered = filter_logits(raw, temperature=temperature, top_p=top_p)
+        sampled = jax.vmap(jax.random.categorical)(keys, filtered)
+    use_argmax = jnp.logical_or(greedy, temperature <= 0.0)
+    tokens = jnp.where(use_argmax, argmax, sampled).astype(jnp.int32)
+    log_z = jax.nn.logsumexp(raw, axis=-1)
+    token_log_probs = jnp.take_along_axis(raw, tokens[:, None], axis=-1)[:, 0] - log_z
+    return tokens, token_log_probs

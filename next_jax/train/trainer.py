@@ -1,0 +1,281 @@
+"""`Trainer`: owns the mesh-sharded train state, the jitted step, checkpoints and step metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+
+from next_jax.models import partitioning
+from next_jax.models.mesh import create_mesh
+from next_jax.train import checkpoints, flops, optimizers, state_sharding
+from next_jax.train.metric_writers import MetricWriter
+from next_jax.train.train_step import TrainState, make_eval_step, make_loss_fn, make_train_step
+
+_CPU_CEILING: dict[str, float] = {}
+
+
+def cpu_matmul_ceiling() -> float:
+    """The measured f32 matmul FLOP/s of this host, measured once per process."""
+    if "f32" not in _CPU_CEILING:
+        _CPU_CEILING["f32"] = flops.measure_matmul_flops(dim=2048, dtype=jnp.float32)
+    return _CPU_CEILING["f32"]
+
+
+@gin.configurable(module="next_jax.train")
+class Trainer:
+    """Fine-tunes an nnx decoder on a mesh.
+
+    The model passed in supplies the architecture and the initial parameters (random, or converted from
+    HF by `load_pretrained`); its parameters are copied onto the mesh as float32 master weights while the
+    forward pass runs in the model's own activation dtype (bf16 for `dtype='bfloat16'` configs). The step
+    is jitted with explicit in/out shardings and donates the old state.
+
+    `optimizer` and `learning_rate` default to gin's `make_optimizer()` / `make_schedule()`; pass
+    `learning_rate` along with a ready-made `optimizer` to have it logged. `peak_flops` is the whole mesh's
+    peak FLOP/s for MFU; None measures the f32 matmul ceiling on CPU and leaves MFU out on accelerators.
+    """
+
+    def __init__(
+        self,
+        model: nnx.Module,
+        mesh: jax.sharding.Mesh | None = None,
+        *,
+        optimizer: optax.GradientTransformation | None = None,
+        learning_rate: optax.Schedule | float | None = None,
+        num_microbatches: int = 1,
+        z_loss: float | None = None,
+        checkpoint_dir: str | None = None,
+        max_to_keep: int = 3,
+        save_every: int = 1000,
+        async_checkpointing: bool = True,
+        peak_flops: float | None = None,
+    ):
+        self.mesh = mesh if mesh is not None else create_mesh()
+        self.config = model.config
+        self.z_loss = float(self.config.z_loss if z_loss is None else z_loss)
+        self.num_microbatches = num_microbatches
+        # The schedule is logged per step; it is unknown when only a ready-made optimizer is passed.
+        if learning_rate is None and optimizer is None:
+            learning_rate = optimizers.make_schedule()
+        self.learning_rate = learning_rate
+        self.optimizer = optimizer or optimizers.make_optimizer(learning_rate=learning_rate)
+
+        graphdef, params_state, rest = nnx.split(model, nnx.Param, ...)
+        # Only the structure and metadata of the params State are kept; its arrays live in `self.state`.
+        self._params_template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params_state)
+        self._graphdef, self._rest = graphdef, rest
+        self.param_shardings = state_sharding.param_shardings(params_state, self.mesh)
+        params = jax.device_put(
+            jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params_state.to_pure_dict()),
+            self.param_shardings,
+        )
+        abstract_params = checkpoints.abstract_tree(params)
+        self.num_params = flops.count_params(params)
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+        self.state_shardings = TrainState(
+            step=replicated,
+            params=self.param_shardings,
+            opt_state=state_sharding.optimizer_state_shardings(
+                self.optimizer, abstract_params, self.param_shardings, self.mesh
+            ),
+        )
+        init_opt = jax.jit(self.optimizer.init, out_shardings=self.state_shardings.opt_state)
+        self.state = TrainState(
+            step=jax.device_put(jnp.zeros((), jnp.int32), replicated),
+            params=params,
+            opt_state=init_opt(params),
+        )
+        loss_fn = make_loss_fn(graphdef, self._params_template, rest, self.z_loss)
+        self._step_fn = make_train_step(
+            loss_fn, self.optimizer, num_microbatches=num_microbatches, learning_rate=self.learning_rate
+        )
+        self._eval_fn = make_eval_step(loss_fn)
+        self._jitted: dict[Any, Callable] = {}
+        self.peak_flops = peak_flops
+        if peak_flops is None and jax.devices()[0].platform == "cpu":
+            self.peak_flops = cpu_matmul_ceiling()
+        self.checkpoints = (
+            checkpoints.CheckpointManager(
+                checkpoint_dir,
+                max_to_keep=max_to_keep,
+                save_interval_steps=save_every,
+                async_save=async_checkpointing,
+            )
+            if checkpoint_dir
+            else None
+        )
+
+    # ----- compiled functions -----------------------------------------------------------------
+
+    def _batch_shardings(self, batch: Mapping[str, Any]) -> dict[str, NamedSharding]:
+        return state_sharding.batch_shardings(batch, self.mesh)
+
+    def compiled_step(self, batch: Mapping[str, Any]) -> Callable:
+        """The step compiled ahead of time for batches shaped like `batch` (once per shape set), so that
+        step timings never include compilation."""
+        key = ("train", tuple(sorted((k, tuple(np.shape(v))) for k, v in batch.items())))
+        if key not in self._jitted:
+            shardings = self._batch_shardings(batch)
+            jitted = jax.jit(
+                self._step_fn,
+                in_shardings=(self.state_shardings, shardings),
+                out_shardings=(self.state_shardings, NamedSharding(self.mesh, PartitionSpec())),
+                donate_argnums=(0,),
+            )
+            abstract_batch = {
+                k: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype, sharding=shardings[k])
+                for k, v in batch.items()
+            }
+            with partitioning.partitioned(self.mesh):
+                self._jitted[key] = jitted.lower(
+                    checkpoints.abstract_tree(self.state), abstract_batch
+                ).compile()
+        return self._jitted[key]
+
+    def put_batch(self, batch: Mapping[str, Any]) -> dict[str, jax.Array]:
+        """Host arrays -> device arrays split over the data-parallel axes."""
+        return jax.device_put({k: np.asarray(v) for k, v in batch.items()}, self._batch_shardings(batch))
+
+    # ----- stepping -----------------------------------------------------------------------------
+
+    def train_step(self, batch: Mapping[str, Any]) -> dict[str, float]:
+        """One optimizer step on `batch`; returns host metrics including throughput and MFU."""
+        step_fn = self.compiled_step(batch)
+        device_batch = self.put_batch(batch)
+        start = time.perf_counter()
+        with partitioning.partitioned(self.mesh):
+            self.state, metrics = step_fn(self.state, device_batch)
+        metrics = jax.device_get(metrics)
+        elapsed = time.perf_counter() - start
+        return self._add_throughput({k: float(v) for k, v in metrics.items()}, batch, elapsed)
+
+    def eval_step(self, batch: Mapping[str, Any]) -> dict[str, float]:
+        """Loss and accuracy on target tokens without updating."""
+        key = ("eval", tuple(sorted((k, tuple(np.shape(v))) for k, v in batch.items())))
+        if key not in self._jitted:
+            self._jitted[key] = jax.jit(
+                self._eval_fn,
+                in_shardings=(self.param_shardings, self._batch_shardings(batch)),
+                out_shardings=NamedSharding(self.mesh, PartitionSpec()),
+            )
+        with partitioning.partitioned(self.mesh):
+            metrics = self._jitted[key](self.state.params, self.put_batch(batch))
+        return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+    def step_flops(self, batch_size: int, seq_len: int) -> float:
+        """Model FLOPs of one training step on a `[batch_size, seq_len]` batch."""
+        cfg = self.config
+        counts = flops.decoder_flops(
+            matmul_params=flops.matmul_param_count(
+                self.num_params, cfg.vocab_size, cfg.embed_dim, cfg.tie_embeddings
+            ),
+            num_layers=cfg.num_layers,
+            num_heads=cfg.num_heads,
+            head_dim=cfg.head_dim,
+            seq_len=seq_len,
+        )
+        return counts.train_per_token * batch_size * seq_len
+
+    def _add_throughput(self, metrics: dict[str, float], batch: Mapping[str, Any], seconds: float) -> dict:
+        batch_size, seq_len = np.shape(batch["decoder_input_tokens"])[:2]
+        tokens = batch_size * seq_len
+        model_flops = self.step_flops(batch_size, seq_len) / seconds
+        metrics.update(
+            step_time_s=seconds,
+            tokens_per_s=tokens / seconds,
+            tflops=model_flops / 1e12,
+        )
+        if self.peak_flops:
+            metrics["mfu"] = flops.mfu(model_flops, self.peak_flops)
+        return metrics
+
+    # ----- checkpoints --------------------------------------------------------------------------
+
+    @property
+    def step(self) -> int:
+        return int(jax.device_get(self.state.step))
+
+    def save(self, *, metadata: dict | None = None, force: bool = True) -> bool:
+        """Start an async save of the current state (needs `checkpoint_dir`)."""
+        if self.checkpoints is None:
+            raise ValueError("Trainer has no checkpoint_dir")
+        return self.checkpoints.save(self.step, self.state, metadata=metadata, force=force)
+
+    def restore_latest(self) -> int | None:
+        """Resume from the newest checkpoint (onto this trainer's mesh); returns its step or None."""
+        if self.checkpoints is None or self.checkpoints.latest_step() is None:
+            return None
+        target = checkpoints.with_shardings(checkpoints.abstract_tree(self.state), self.state_shardings)
+        self.state, _ = self.checkpoints.restore(target)
+        return self.step
+
+    def load_params(self, params_dir: str) -> None:
+        """Start from parameters saved by `checkpoints.save_params` (e.g. a converted HF checkpoint),
+        restored straight onto this mesh; the optimizer state is reset."""
+        target = checkpoints.with_shardings(
+            checkpoints.abstract_tree(self.state.params), self.param_shardings
+        )
+        params = checkpoints.restore_params(params_dir, target)
+        init_opt = jax.jit(self.optimizer.init, out_shardings=self.state_shardings.opt_state)
+        self.state = TrainState(
+            step=jnp.zeros_like(self.state.step), params=params, opt_state=init_opt(params)
+        )
+
+    def model(self) -> nnx.Module:
+        """The decoder with a copy of the current parameters (for sampling or export).
+
+        A copy, because the next train step donates (frees) the state's own buffers.
+        """
+        state = nnx.State(self._params_template)
+        nnx.replace_by_pure_dict(state, jax.tree.map(jnp.copy, self.state.params))
+        return nnx.merge(self._graphdef, state, self._rest)
+
+    # ----- loop ---------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        batches: Iterable[Mapping[str, Any]],
+        num_steps: int,
+        *,
+        writer: MetricWriter | None = None,
+        skip_seen_batches: bool = True,
+        on_step: Callable[[int, dict[str, float]], None] | None = None,
+    ) -> dict[str, float]:
+        """Train until `state.step == num_steps`, checkpointing every `save_every` steps and at the end.
+
+        After `restore_latest`, `skip_seen_batches` drops the batches the restored steps already consumed,
+        so a deterministic input pipeline resumes exactly where the crashed run was.
+        """
+        iterator = iter(batches)
+        if skip_seen_batches:
+            for _ in range(self.step):
+                next(iterator)
+        metrics: dict[str, float] = {}
+        while self.step < num_steps:
+            metrics = self.train_step(next(iterator))
+            step = self.step
+            if writer is not None:
+                writer.write_scalars(step, metrics)
+            if self.checkpoints is not None:
+                self.checkpoints.save(step, self.state, metadata={"step": step})
+            if on_step is not None:
+                on_step(step, metrics)
+        if self.checkpoints is not None:
+            if self.checkpoints.latest_step() != self.step:
+                self.checkpoints.save(self.step, self.state, metadata={"step": self.step}, force=True)
+            self.checkpoints.wait_until_finished()
+        return metrics
+
+    def close(self) -> None:
+        """Finish background checkpoint writes."""
+        if self.checkpoints is not None:
+            self.checkpoints.close()
