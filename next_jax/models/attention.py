@@ -93,13 +93,29 @@ class Attention(nnx.Module):
         new_cache = None
         if layer_cache is not None:
             new_cache = cache_lib.LayerCache(
-                constrain(cache_lib.write(layer_cache.k, k, index), cache_lib.KV_AXES),
-                constrain(cache_lib.write(layer_cache.v, v, index), cache_lib.KV_AXES),
+                constrain(cache_lib.write_kv(layer_cache.k, k, index), cache_lib.KV_AXES),
+                constrain(cache_lib.write_kv(layer_cache.v, v, index), cache_lib.KV_AXES),
             )
-            k, v = new_cache.k.astype(self.dtype), new_cache.v.astype(self.dtype)
-        out = jax.nn.dot_product_attention(q, k, v, mask=mask, scale=self.scale)
+            out = _attend_cache(q, new_cache.k.astype(self.dtype), new_cache.v.astype(self.dtype), mask, self.scale)
+        else:
+            out = jax.nn.dot_product_attention(q, k, v, mask=mask, scale=self.scale)
         out = constrain(out, ("batch", "length", "heads", "kv"))
         y = jnp.einsum("blhd,hde->ble", out, self.o.get_value().astype(self.dtype))
         if self.o_bias is not None:
             y = y + self.o_bias.get_value().astype(self.dtype)
         return y, new_cache
+
+
+def _attend_cache(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float) -> jax.Array:
+    """Attention of `q` `[B, L, N, D]` over cache-layout keys/values `[B, H, S, D]` (N = H * groups).
+
+    Contracts in the cache's own layout, so no per-step transpose of the whole cache; softmax in float32.
+    """
+    b, length, n, d = q.shape
+    heads = k.shape[1]
+    qg = q.reshape(b, length, heads, n // heads, d)
+    scores = jnp.einsum("blhgd,bhsd->bhgls", qg, k, preferred_element_type=jnp.float32) * scale
+    scores = jnp.where(mask[:, :, None], scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    out = jnp.einsum("bhgls,bhsd->blhgd", probs, v)
+    return out.reshape(b, length, n, d)
