@@ -387,8 +387,10 @@ import builtins, collections, math, os, random, sys
 FIRST_RANDOM = random.random()  # the zygote seeds each child with 0
 def f():
     seen = []
-    if os.listdir("/tmp"):
-        seen.append(f"files {os.listdir('/tmp')}")
+    # Root-owned entries are the sandbox's own read-only mounts (an interpreter installed under /tmp).
+    left = [n for n in os.listdir("/tmp") if os.stat("/tmp/" + n).st_uid != 0]
+    if left:
+        seen.append(f"files {left}")
     if any(k.startswith("NEXT_JAX_DIRTY") for k in os.environ):
         seen.append("environment")
     if math.pi != 3.141592653589793:
