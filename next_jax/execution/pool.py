@@ -21,7 +21,6 @@ from typing import Any
 from next_jax.execution import plain, session, uid_block
 from next_jax.execution import verdict as v
 from next_jax.execution.cgroups import SlotCgroup
-from next_jax.execution.channel import ChannelClosed, ChannelTimeout
 from next_jax.execution.isolation import Limits
 from next_jax.execution.rootfs import DEFAULT_PACKAGES
 from next_jax.execution.sandbox import Child, SandboxError, SpawnConfig, Zygote
@@ -194,19 +193,15 @@ class VerificationPool:
         return out
 
     def _ask_once(self, requests: list[dict]) -> list[dict]:
-        with self._slot() as slot:
-            deadline = _deadline(self.timeout)
-            with slot.zygote.spawn("candidate", slot.candidate_cfg) as child:
-                answers = []
-                try:
-                    for request in requests:
-                        child.channel.send(request)
-                        answers.append(child.channel.recv(deadline))
-                except ChannelTimeout:
+        """Send ``requests`` in turn to one fresh confined child; its answers, in order."""
+        with self._slot() as slot, slot.zygote.spawn("candidate", slot.candidate_cfg) as child:
+            link = session.CandidateLink(child, time.monotonic() + self.timeout, slot.candidate_cfg)
+            try:
+                return [link.ask(request) for request in requests]
+            except session.CandidateFault as fault:
+                if fault.status == v.TIMEOUT:
                     raise TimeoutError("sandboxed run exceeded its time limit") from None
-                except ChannelClosed:
-                    raise RuntimeError(f"sandboxed run died: {child.wait_exit()}") from None
-                return answers
+                raise RuntimeError(f"sandboxed run failed: {fault.info}") from None
 
     # -- slots and lifetime -------------------------------------------------------------------------------
     def _slot(self) -> _SlotLease:
@@ -272,10 +267,6 @@ def _host_secret() -> bytes:
     except OSError:
         log.warning("cannot store the judge secret at %s; verdicts of random tests vary between pools", path)
     return secret
-
-
-def _deadline(timeout: float) -> float:
-    return time.monotonic() + timeout
 
 
 def _check_candidate(candidate: Candidate) -> str | None:

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import select
+import shutil
 import socket
 import subprocess
 import sys
@@ -108,7 +109,7 @@ class Child:
         os.close(self._status)
         self.drain.join(timeout=5.0)
         if self.workdir:
-            subprocess.run(["rm", "-rf", self.workdir], check=False)
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def close_async(self) -> None:
         """Kill now; reap and release descriptors in the background (the verdict does not wait for it)."""

@@ -61,7 +61,7 @@ def _death(child: Child, limits_cpu: int, oom: Any = None) -> CandidateFault:
     return CandidateFault(v.RUNTIME_ERROR, {"type": "Exited", "message": f"process exited with code {code}"})
 
 
-class _CandidateLink:
+class CandidateLink:
     """Requests to the candidate child, each answer validated as plain data."""
 
     def __init__(self, child: Child, deadline: float, config: SpawnConfig) -> None:
@@ -160,7 +160,7 @@ def run_candidate(spawn: Callable[[], Child], judges: JudgeHost, candidate: Cand
     try:
         with spawn() as child:
             try:
-                link = _CandidateLink(child, deadline, candidate_cfg)
+                link = CandidateLink(child, deadline, candidate_cfg)
                 loaded = link.ask({"op": "load", "code": candidate.code})
                 if "error" in loaded:
                     info = _error(loaded["error"])
@@ -205,7 +205,7 @@ class JudgeHost:
             self.child = None
 
 
-def _judge(judges: JudgeHost, link: _CandidateLink, candidate: Candidate, names: dict, deadline: float,
+def _judge(judges: JudgeHost, link: CandidateLink, candidate: Candidate, names: dict, deadline: float,
            seed: int) -> list[dict]:
     """Run the tests in the confined judge, relaying its calls; returns one result per test completed."""
     results: list[dict] = []

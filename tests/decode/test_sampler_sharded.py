@@ -1,9 +1,6 @@
 """The sampler on 8 simulated CPU devices gives the same completions as on one device."""
 
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,11 +9,8 @@ WORKER = os.path.join(os.path.dirname(__file__), "sharded_sampler_worker.py")
 
 
 @pytest.fixture(scope="module")
-def results() -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    proc = subprocess.run([sys.executable, WORKER], capture_output=True, text=True, timeout=500, env=env)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def results(run_device_worker) -> dict:
+    return run_device_worker(WORKER, timeout=500)
 
 
 @pytest.mark.parametrize("mesh", ["data8", "fsdp2_model4"])

@@ -6,10 +6,6 @@ The device count is fixed when jax initialises, so the check runs in a fresh int
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,18 +15,8 @@ FAMILIES = ("palm", "llama", "qwen2", "gemma")
 
 
 @pytest.fixture(scope="module")
-def report() -> dict:
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    done = subprocess.run(
-        [sys.executable, str(WORKER)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=540,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def report(run_device_worker) -> dict:
+    return run_device_worker(WORKER, timeout=540)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -1,10 +1,7 @@
 """Sharded training on 8 simulated CPU devices (a subprocess, since the device count is fixed when jax
 starts): a (fsdp=2, model=4) mesh gives the same losses as one device, and checkpoints move between meshes."""
 
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -12,11 +9,8 @@ WORKER = os.path.join(os.path.dirname(__file__), "multidevice_worker.py")
 
 
 @pytest.fixture(scope="module")
-def results() -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    proc = subprocess.run([sys.executable, WORKER], capture_output=True, text=True, timeout=500, env=env)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def results(run_device_worker) -> dict:
+    return run_device_worker(WORKER, timeout=500)
 
 
 @pytest.mark.parametrize("optimizer", ["adafactor", "adamw"])
