@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from hostile_programs import (  # noqa: E402  (sibling module: tests/ has no packages)
+from hostile_programs import (  # a sibling module: tests/ holds no packages
     AGGREGATE_MEMORY,
     CHEAT_FROM_SITE_PACKAGES,
     CONTAMINATE,
