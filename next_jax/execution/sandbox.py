@@ -91,13 +91,13 @@ class Child:
         self.pid = report["pid"]
 
     def kill(self) -> None:
-        """SIGKILL the child and everything in its pid namespace (the monitor does it on kill-pipe EOF)."""
+        """SIGKILL the child and everything in its pid namespace (the zygote does it on kill-pipe EOF)."""
         if self._kill >= 0:
             os.close(self._kill)
             self._kill = -1
 
     def wait_exit(self, timeout: float = 5.0) -> dict:
-        """Kill (idempotent) and collect the monitor's exit report."""
+        """Kill (idempotent) and collect the zygote's exit report."""
         self.kill()
         if self.exit is None:
             self.exit = self._status_line(time.monotonic() + timeout) or {"exit": None, "lost": True}
@@ -134,7 +134,7 @@ class SpawnConfig:
     output_cap: int = 64 << 10
     max_frame: int = 16 << 20
     seed: int = 0
-    cgroup: SlotCgroup | None = None  # joined by the monitor before it forks the child
+    cgroup: SlotCgroup | None = None  # joined by the child before it runs its role
 
 
 class Zygote:
@@ -194,7 +194,7 @@ class Zygote:
         finally:
             for fd in (comm_child.detach(), out_w, status_w, kill_r):
                 os.close(fd)
-        if "monitor" not in reply:
+        if "spawned" not in reply:
             for fd in (out_r, status_r, kill_w):
                 os.close(fd)
             comm_parent.close()

@@ -4,10 +4,11 @@ Started by the pool as ``python -s -P -m next_jax.execution.zygote FD`` with a f
 data: a spawn request carries only the role, the uid and the limits, plus four descriptors (SCM_RIGHTS). The
 program and the calls reach the child over its own channel after the child is confined.
 
-Per spawn, the zygote forks a *monitor* M that enters new namespaces, then forks the child C (pid 1 of a new pid
-namespace when available). C confines itself (mounts, rlimits, Landlock, unprivileged uid) and runs its role.
-M stays outside: it reports C's pid and exit status on the status pipe, and SIGKILLs C (and with it the whole pid
-namespace) as soon as the kill pipe is written to or closed. C never holds the status or kill pipe.
+Per spawn, the zygote forks the child C directly (pid 1 of a new pid namespace when available). C enters its own
+mount/ipc/uts namespaces and confines itself (cgroups, mounts, rlimits, Landlock, unprivileged uid) before it
+runs its role. The zygote stays outside, watching C's pidfd: it reports C's pid and exit status on the status pipe,
+and SIGKILLs C (and with it the whole pid namespace) as soon as the kill pipe is written to or closed. C never holds
+the status or kill pipe. One fork per child: a second (monitor) process per child cost as much again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import bisect  # noqa: F401
 import collections  # noqa: F401
 import copy  # noqa: F401
+import dataclasses
 import datetime  # noqa: F401
 import decimal  # noqa: F401
 import fractions  # noqa: F401
@@ -44,16 +46,31 @@ from next_jax.execution import cgroups, isolation, judge, roles, rootfs, shapes,
 SPAWN_FDS = 4  # comm socket, output pipe (w), status pipe (w), kill pipe (r)
 
 
+@dataclasses.dataclass
+class _Tracked:
+    """A live child, as the zygote watches it: its pidfd, and the status and kill pipes of its dispatcher."""
+
+    pid: int
+    pidfd: int
+    status: int
+    kill: int  # -1 once the child has been killed
+
+
 def main(control_fd: int) -> None:
     caps = isolation.probe()
     if os.environ.get("NEXT_JAX_NS_HACK"):
-        import dataclasses
         caps = dataclasses.replace(caps, namespaces=tuple(os.environ["NEXT_JAX_NS_HACK"].split(",")))
     root = None
     if "mount" in caps.namespaces:  # the minimal root lives in this zygote's own mount namespace
         isolation.unshare(isolation.CLONE_NEWNS)
         root = rootfs.build(tuple(sys.argv[2].split(",")) if len(sys.argv) > 2 else rootfs.DEFAULT_PACKAGES)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # monitors are reaped automatically
+    per_child = caps.namespaces
+    if "net" in caps.namespaces and caps.landlock_abi >= 6:
+        # One empty network namespace (loopback down) for all of this zygote's children: creating and tearing
+        # one down per child costs more than the rest of a spawn. What a shared one could still carry between
+        # children (abstract unix sockets, signals) is closed by each child's own Landlock scope (ABI >= 6).
+        isolation.unshare(isolation.CLONE_NEWNET)
+        per_child = tuple(name for name in per_child if name != "net")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # No parent-death signal here: it fires when the *thread* that started us exits. We exit on control EOF.
     control = socket.socket(fileno=control_fd)
@@ -64,95 +81,140 @@ def main(control_fd: int) -> None:
     gc.collect()
     gc.freeze()
     try:
-        _serve(control, caps, root)
+        _Server(control, caps, per_child, root).serve()
     finally:
         if root:
             rootfs.remove(root)
 
 
-def _serve(control: socket.socket, caps: isolation.Capabilities, root: rootfs.RootFS | None) -> None:
-    while True:
+class _Server:
+    """The zygote's event loop: spawn requests on the control socket, kill requests and child exits.
+
+    The zygote forks each child itself and stays its parent, so no extra process per child is needed to report
+    the child's exit and to kill it: a child's pidfd says when it exited (then ``wait4`` gives its status and
+    resource use), and its kill pipe becoming readable or closed means "SIGKILL it now". Killing pid 1 of a pid
+    namespace kills everything in it.
+    """
+
+    def __init__(self, control: socket.socket, caps: isolation.Capabilities, per_child: tuple[str, ...],
+                 root: rootfs.RootFS | None) -> None:
+        self.control, self.caps, self.root = control, caps, root
+        self.flags = 0
+        for name in per_child:
+            self.flags |= isolation.NAMESPACES[name]
+        # A pid namespace cannot be unshared by a child before it runs, so the zygote unshares it for its next
+        # child only (``pid_for_children``) and then points that back at its own namespace.
+        self.own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY) if self.flags & isolation.CLONE_NEWPID else -1
+        self.poller = select.poll()
+        self.poller.register(control, select.POLLIN)
+        self.by_pidfd: dict[int, _Tracked] = {}
+        self.by_kill: dict[int, _Tracked] = {}
+
+    def serve(self) -> None:
         try:
-            msg, fds, _, _ = socket.recv_fds(control, 1 << 16, SPAWN_FDS)
+            while True:
+                for fd, _ in self.poller.poll():
+                    if fd == self.control.fileno():
+                        if not self._request():
+                            return
+                    elif fd in self.by_kill:
+                        self._kill(self.by_kill[fd])
+                    elif fd in self.by_pidfd:
+                        self._reap(self.by_pidfd[fd])
+        finally:
+            for tracked in list(self.by_pidfd.values()):
+                self._kill(tracked)
+                self._reap(tracked, block=True)
+
+    def _request(self) -> bool:
+        try:
+            msg, fds, _, _ = socket.recv_fds(self.control, 1 << 16, SPAWN_FDS)
         except OSError:
-            return
+            return False
         if not msg:
-            return  # the pool closed the control socket
-        request = json.loads(msg)
+            return False  # the pool closed the control socket
         if len(fds) != SPAWN_FDS:
             for fd in fds:
                 os.close(fd)
-            _send(control, {"error": "expected 4 descriptors"})
-            continue
-        pid = os.fork()
+            _send(self.control, {"error": "expected 4 descriptors"})
+            return True
+        comm, out, status, kill = fds
+        try:
+            pid = self._fork(json.loads(msg), comm, out)
+        except OSError as e:
+            for fd in fds:
+                os.close(fd)
+            _send(self.control, {"error": f"fork failed: {e}"})
+            return True
+        os.close(comm)
+        os.close(out)
+        tracked = _Tracked(pid, os.pidfd_open(pid), status, kill)
+        self.by_pidfd[tracked.pidfd] = tracked
+        self.by_kill[kill] = tracked
+        self.poller.register(tracked.pidfd, select.POLLIN)
+        self.poller.register(kill, select.POLLIN | select.POLLHUP)
+        _report(status, {"pid": pid})
+        _send(self.control, {"spawned": pid})
+        return True
+
+    def _fork(self, request: dict, comm: int, out: int) -> int:
+        if self.own_pid_ns >= 0:
+            isolation.unshare(isolation.CLONE_NEWPID)
+        pid = -1
+        try:
+            pid = os.fork()
+        finally:
+            if self.own_pid_ns >= 0 and pid != 0:
+                isolation.setns(self.own_pid_ns, isolation.CLONE_NEWPID)
         if pid == 0:
-            control.close()
+            code = 70
             try:
-                _monitor(request, caps, root, *fds)
-            finally:
-                os._exit(0)
-        for fd in fds:
-            os.close(fd)
-        _send(control, {"monitor": pid})
+                _child(request, self.caps, self.flags, self.root, comm, out)
+                code = 0
+            except BaseException as e:  # the confinement failed: say so on the output pipe if we still can
+                try:
+                    os.write(2, f"sandbox set-up failed: {type(e).__name__}: {e}\n".encode())
+                except OSError:
+                    pass
+            os._exit(code)
+        return pid
+
+    def _kill(self, tracked: _Tracked) -> None:
+        if tracked.kill < 0:
+            return
+        try:
+            signal.pidfd_send_signal(tracked.pidfd, signal.SIGKILL)
+        except OSError:
+            pass  # already gone
+        self.poller.unregister(tracked.kill)
+        del self.by_kill[tracked.kill]
+        os.close(tracked.kill)
+        tracked.kill = -1
+
+    def _reap(self, tracked: _Tracked, block: bool = False) -> None:
+        pid, wstatus, usage = os.wait4(tracked.pid, 0 if block else os.WNOHANG)
+        if pid == 0:
+            return
+        killed = tracked.kill < 0
+        if "pid" not in self.caps.namespaces:
+            try:  # no pid namespace: take the child's process group with it
+                os.killpg(tracked.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        _report(tracked.status, {"exit": os.waitstatus_to_exitcode(wstatus), "killed": killed,
+                                 "cpu": usage.ru_utime + usage.ru_stime, "maxrss_kb": usage.ru_maxrss})
+        if not killed:
+            self.poller.unregister(tracked.kill)
+            del self.by_kill[tracked.kill]
+            os.close(tracked.kill)
+        self.poller.unregister(tracked.pidfd)
+        del self.by_pidfd[tracked.pidfd]
+        os.close(tracked.pidfd)
+        os.close(tracked.status)
 
 
 def _send(sock: socket.socket, obj: dict) -> None:
     sock.sendall(json.dumps(obj).encode() + b"\n")
-
-
-def _monitor(request: dict, caps: isolation.Capabilities, root: rootfs.RootFS | None, comm: int, out: int, status: int,
-             kill: int) -> None:
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    isolation.prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
-    os.setsid()
-    flags = 0
-    for name in caps.namespaces:
-        flags |= isolation.NAMESPACES[name]
-    try:
-        cgroups.join(request.get("cgroups", []))  # before the fork: the child and all it forks are inside
-        if flags:
-            isolation.unshare(flags)
-    except OSError as e:
-        _report(status, {"error": f"isolation failed: {e}"})
-        return
-    child = os.fork()
-    if child == 0:
-        os.close(status)
-        os.close(kill)
-        code = 70
-        try:
-            _child(request, caps, root, comm, out)
-            code = 0
-        except BaseException as e:  # the confinement failed: report on the channel if we still can
-            try:
-                os.write(2, f"sandbox set-up failed: {type(e).__name__}: {e}\n".encode())
-            except OSError:
-                pass
-        os._exit(code)
-    os.close(comm)
-    os.close(out)
-    _report(status, {"pid": child})
-    pidfd = os.pidfd_open(child)
-    poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
-    poller.register(kill, select.POLLIN | select.POLLHUP)
-    killed = False
-    while True:
-        events = dict(poller.poll())
-        if kill in events and not killed:
-            os.kill(child, signal.SIGKILL)  # pid 1 of the namespace: the kernel kills everything in it
-            killed = True
-            poller.unregister(kill)
-        if pidfd in events:
-            break
-    _, wstatus, usage = os.wait4(child, 0)
-    if "pid" not in caps.namespaces:
-        try:  # no pid namespace: take the child's process group with it
-            os.killpg(child, signal.SIGKILL)
-        except OSError:
-            pass
-    _report(status, {"exit": os.waitstatus_to_exitcode(wstatus), "killed": killed,
-                     "cpu": usage.ru_utime + usage.ru_stime, "maxrss_kb": usage.ru_maxrss})
 
 
 def _report(fd: int, obj: dict) -> None:
@@ -162,11 +224,15 @@ def _report(fd: int, obj: dict) -> None:
         pass
 
 
-def _child(request: dict, caps: isolation.Capabilities, root: rootfs.RootFS | None, comm: int, out: int) -> None:
-    limits = isolation.Limits(**request["limits"])
+def _child(request: dict, caps: isolation.Capabilities, flags: int, root: rootfs.RootFS | None, comm: int,
+           out: int) -> None:
+    """In the forked child, still trusted: confine itself completely, then serve its role on the channel."""
     isolation.prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
-    if "pid" not in caps.namespaces:
-        os.setpgid(0, 0)
+    os.setsid()  # its own session and process group (the zygote kills the group when there is no pid namespace)
+    cgroups.join(request.get("cgroups", []))  # before anything else runs: all it will fork is inside
+    if flags & ~isolation.CLONE_NEWPID:
+        isolation.unshare(flags & ~isolation.CLONE_NEWPID)
+    limits = isolation.Limits(**request["limits"])
     if root:
         workdir = rootfs.enter(root, int(request["limits"]["tmp_bytes"]), with_proc="pid" in caps.namespaces)
     else:

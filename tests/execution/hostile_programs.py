@@ -461,3 +461,33 @@ def decode_cyclic(s):
     # Never looks at s: replays the judge's own draws (`str = ''.join(choice(letters) ...)`) from our RNG.
     return "".join(random.choice(string.ascii_lowercase) for _ in range(random.randint(10, 20)))
 '''
+
+
+# Two live siblings of one zygote: one listens on an abstract unix socket, the other tries to reach it.
+SIBLING_LISTENER = """
+import socket
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind("\\0next-jax-sibling-$tag")
+server.listen(4)
+"""
+
+SIBLING_CONNECT = """
+import os, signal, socket
+def reach():
+    out = []
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect("\\0next-jax-sibling-$tag")
+        out.append("connected")
+    except OSError as e:
+        out.append(type(e).__name__)
+    for sock_type in (socket.AF_INET, socket.AF_INET6):
+        try:
+            s = socket.socket(sock_type, socket.SOCK_DGRAM)
+            s.sendto(b"x", ("127.0.0.1", 9) if sock_type == socket.AF_INET else ("::1", 9))
+            out.append("udp sent")
+        except OSError as e:
+            out.append(type(e).__name__)
+    return out
+"""
+

@@ -18,6 +18,7 @@ import select
 import socket
 import string
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -39,6 +40,8 @@ from hostile_programs import (  # a sibling module: tests/ holds no packages
     RUN_COMMANDS,
     SEE_CONTAMINATION,
     SHADOW_BUILTINS,
+    SIBLING_CONNECT,
+    SIBLING_LISTENER,
     SIGNALS_BLOCKED_LOOP,
     THREAD_SCRIBBLES_CHANNEL,
     THREADS_LEFT_RUNNING,
@@ -46,6 +49,7 @@ from hostile_programs import (  # a sibling module: tests/ holds no packages
     UNIX_PATH_CONNECT,
 )
 
+from next_jax.execution import plain, session
 from next_jax.execution.pool import VerificationPool
 from next_jax.execution.verdict import Candidate
 
@@ -316,3 +320,20 @@ def test_judge_randomness_is_unpredictable(pool, checks, data_root):
     test = task["test"] + f"\ncheck({task['entry_point']})\n"
     verdict = checks.verify_one(pool, PREDICT_JUDGE_RANDOMNESS, [test], setup=setup, entry_point=task["entry_point"])
     assert verdict.status == "fail", f"the candidate predicted the judge's random test inputs: {verdict}"
+
+
+def test_children_of_one_zygote_cannot_reach_each_other(pool):
+    """Siblings forked by one zygote share its (empty) network namespace when Landlock can scope abstract unix
+    sockets: a live sibling's abstract socket must still be unreachable, and there is no loopback to send to."""
+    tag = secrets.token_hex(6)
+    with pool._slot() as slot:
+        with slot.zygote.spawn("candidate", slot.candidate_cfg) as first, \
+                slot.zygote.spawn("candidate", slot.candidate_cfg) as second:
+            deadline = time.monotonic() + 10
+            listen = session.CandidateLink(first, deadline, slot.candidate_cfg)
+            assert "names" in listen.ask({"op": "load", "code": string.Template(SIBLING_LISTENER).substitute(tag=tag)})
+            probe = session.CandidateLink(second, deadline, slot.candidate_cfg)
+            probe.ask({"op": "load", "code": string.Template(SIBLING_CONNECT).substitute(tag=tag)})
+            answer = probe.ask({"op": "eval", "calls": ["reach()"]})
+    reached = plain.decode(answer["results"][0]["value"])
+    assert "connected" not in reached and "udp sent" not in reached, reached
