@@ -72,36 +72,71 @@ def restrict(rules: dict[str, int], abi: int | None = None) -> int:
     Requires no_new_privs or CAP_SYS_ADMIN (the caller sets no_new_privs first).
     """
     abi = abi_version() if abi is None else abi
-    if abi <= 0:
-        raise OSError("landlock unavailable")
-    handled_fs = _handled_fs(abi)
-    fields = [handled_fs]
-    if abi >= 4:
-        fields.append(NET_BIND_TCP | NET_CONNECT_TCP)
-    if abi >= 6:
-        fields.append(SCOPE_ABSTRACT_UNIX | SCOPE_SIGNAL)
-    attr = struct.pack(f"={len(fields)}Q", *fields)
-    ruleset = _libc.syscall(_SYS_CREATE, ctypes.c_char_p(attr), ctypes.c_size_t(len(attr)), ctypes.c_uint32(0))
-    if ruleset < 0:
-        raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
-    try:
-        for path, access in rules.items():
-            try:
-                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-            except OSError:
-                continue
-            try:
-                allowed = access & handled_fs
-                if not os.path.isdir(path):
-                    allowed &= _FILE_RIGHTS
-                rule = struct.pack("=Qi", allowed, fd)
-                if _libc.syscall(_SYS_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH),
-                                 ctypes.c_char_p(rule), ctypes.c_uint32(0)) < 0:
-                    raise OSError(ctypes.get_errno(), f"landlock_add_rule failed for {path}")
-            finally:
-                os.close(fd)
-        if _libc.syscall(_SYS_RESTRICT, ctypes.c_int(ruleset), ctypes.c_uint32(0)) < 0:
-            raise OSError(ctypes.get_errno(), "landlock_restrict_self failed")
-    finally:
-        os.close(ruleset)
+    with PreparedRules(rules, abi) as prepared:
+        prepared.restrict()
     return abi
+
+
+class PreparedRules:
+    """Rules resolved once (paths opened, rule records packed), applied by many processes.
+
+    A zygote prepares the rules every child shares; each forked child adds its own work dir and applies them,
+    which skips the per-path Python work in the child. (A rule on a directory does not reach a file system
+    mounted over it later, so the work dir, a fresh tmpfs per child, is added by the child itself.)
+    """
+
+    def __init__(self, rules: dict[str, int], abi: int) -> None:
+        if abi <= 0:
+            raise OSError("landlock unavailable")
+        self.abi, self.handled_fs = abi, _handled_fs(abi)
+        fields = [self.handled_fs]
+        if abi >= 4:
+            fields.append(NET_BIND_TCP | NET_CONNECT_TCP)
+        if abi >= 6:
+            fields.append(SCOPE_ABSTRACT_UNIX | SCOPE_SIGNAL)
+        self._attr = struct.pack(f"={len(fields)}Q", *fields)
+        self._fds: list[int] = []
+        self._records: list[bytes] = []
+        for path, access in rules.items():
+            record = self._record(path, access)
+            if record is not None:
+                self._records.append(record)
+
+    def _record(self, path: str, access: int) -> bytes | None:
+        try:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            return None
+        self._fds.append(fd)
+        allowed = access & self.handled_fs
+        if not os.path.isdir(path):
+            allowed &= _FILE_RIGHTS
+        return struct.pack("=Qi", allowed, fd)
+
+    def restrict(self, extra: dict[str, int] | None = None) -> None:
+        """Confine the calling process to these rules plus ``extra`` (path -> access)."""
+        records = self._records + [r for r in (self._record(p, a) for p, a in (extra or {}).items()) if r]
+        ruleset = _libc.syscall(_SYS_CREATE, ctypes.c_char_p(self._attr), ctypes.c_size_t(len(self._attr)),
+                                ctypes.c_uint32(0))
+        if ruleset < 0:
+            raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
+        try:
+            for record in records:
+                if _libc.syscall(_SYS_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH),
+                                 ctypes.c_char_p(record), ctypes.c_uint32(0)) < 0:
+                    raise OSError(ctypes.get_errno(), "landlock_add_rule failed")
+            if _libc.syscall(_SYS_RESTRICT, ctypes.c_int(ruleset), ctypes.c_uint32(0)) < 0:
+                raise OSError(ctypes.get_errno(), "landlock_restrict_self failed")
+        finally:
+            os.close(ruleset)
+
+    def close(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds.clear()
+
+    def __enter__(self) -> PreparedRules:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -41,7 +41,7 @@ import sys
 import tempfile
 import typing  # noqa: F401
 
-from next_jax.execution import cgroups, isolation, judge, roles, rootfs, shapes, tracer  # noqa: F401 (pre-imported)
+from next_jax.execution import cgroups, isolation, judge, landlock, roles, rootfs, shapes, tracer  # noqa: F401 (pre-imported)
 
 SPAWN_FDS = 4  # comm socket, output pipe (w), status pipe (w), kill pipe (r)
 
@@ -71,6 +71,18 @@ def main(control_fd: int) -> None:
         # children (abstract unix sockets, signals) is closed by each child's own Landlock scope (ABI >= 6).
         isolation.unshare(isolation.CLONE_NEWNET)
         per_child = tuple(name for name in per_child if name != "net")
+    rules = None
+    if caps.landlock_abi > 0:
+        rules = landlock.PreparedRules(isolation.shared_filesystem_rules(), caps.landlock_abi)
+    if root:  # every child's work dir is the private tmpfs it mounts on /tmp
+        os.environ.clear()
+        os.environ.update(_child_environment("/tmp"))
+    # Unbuffered: a child is SIGKILLed, never flushed, and its output is diagnostics only. Made here once; in a
+    # child, descriptors 1 and 2 are its capped output pipe.
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="replace",
+                                  write_through=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="replace",
+                                  write_through=True)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # No parent-death signal here: it fires when the *thread* that started us exits. We exit on control EOF.
     control = socket.socket(fileno=control_fd)
@@ -81,7 +93,7 @@ def main(control_fd: int) -> None:
     gc.collect()
     gc.freeze()
     try:
-        _Server(control, caps, per_child, root).serve()
+        _Server(control, caps, per_child, root, rules).serve()
     finally:
         if root:
             rootfs.remove(root)
@@ -97,8 +109,8 @@ class _Server:
     """
 
     def __init__(self, control: socket.socket, caps: isolation.Capabilities, per_child: tuple[str, ...],
-                 root: rootfs.RootFS | None) -> None:
-        self.control, self.caps, self.root = control, caps, root
+                 root: rootfs.RootFS | None, rules: landlock.PreparedRules | None) -> None:
+        self.control, self.caps, self.root, self.rules = control, caps, root, rules
         self.flags = 0
         for name in per_child:
             self.flags |= isolation.NAMESPACES[name]
@@ -169,7 +181,7 @@ class _Server:
         if pid == 0:
             code = 70
             try:
-                _child(request, self.caps, self.flags, self.root, comm, out)
+                _child(request, self.caps, self.flags, self.root, self.rules, comm, out)
                 code = 0
             except BaseException as e:  # the confinement failed: say so on the output pipe if we still can
                 try:
@@ -224,10 +236,16 @@ def _report(fd: int, obj: dict) -> None:
         pass
 
 
-def _child(request: dict, caps: isolation.Capabilities, flags: int, root: rootfs.RootFS | None, comm: int,
-           out: int) -> None:
+def _child_environment(workdir: str) -> dict[str, str]:
+    return {"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
+            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _child(request: dict, caps: isolation.Capabilities, flags: int, root: rootfs.RootFS | None,
+           rules: landlock.PreparedRules | None, comm: int, out: int) -> None:
     """In the forked child, still trusted: confine itself completely, then serve its role on the channel."""
     isolation.prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
+    isolation.set_process_name(f"nj-{request['role']}")
     os.setsid()  # its own session and process group (the zygote kills the group when there is no pid namespace)
     cgroups.join(request.get("cgroups", []))  # before anything else runs: all it will fork is inside
     if flags & ~isolation.CLONE_NEWPID:
@@ -237,12 +255,16 @@ def _child(request: dict, caps: isolation.Capabilities, flags: int, root: rootfs
         workdir = rootfs.enter(root, int(request["limits"]["tmp_bytes"]), with_proc="pid" in caps.namespaces)
     else:
         workdir = request["workdir"]
-    os.makedirs(workdir, exist_ok=True)
+        os.makedirs(workdir, exist_ok=True)
+        os.environ.clear()
+        os.environ.update(_child_environment(workdir))
     uid, gid = int(request["uid"]), int(request["gid"])
     if caps.can_drop_uid:
         os.chown(workdir, uid, gid)
     os.chmod(workdir, 0o700)
     os.chdir(workdir)
+    if rules is not None:
+        isolation.confine_filesystem(workdir, rules)
     # Descriptors: 0 = /dev/null, 1 and 2 = capped output pipe, 3 = channel; everything else closed.
     devnull = os.open("/dev/null", os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -251,18 +273,8 @@ def _child(request: dict, caps: isolation.Capabilities, flags: int, root: rootfs
     os.dup2(comm, 3)
     os.closerange(4, 1 << 16)
     limits.apply()
-    if caps.landlock_abi > 0:
-        isolation.confine_filesystem(workdir)
     isolation.drop_privileges(uid, gid)
-    os.environ.clear()
-    os.environ.update({"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
-                       "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
-    # Unbuffered: the child is SIGKILLed, never flushed, and its output is diagnostics only.
-    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="replace",
-                                  write_through=True)
-    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="replace",
-                                  write_through=True)
-    tempfile.tempdir = None  # computed in the zygote; recompute from TMPDIR
+    tempfile.tempdir = None  # recompute from TMPDIR if the zygote ever computed it
     roles.seed_random(request.get("seed", 0))
     os.write(3, b"\x00\x00\x00\x0f" + b'{"ready":true} ')  # one frame: confinement is complete
     roles.serve(request["role"], 3)
