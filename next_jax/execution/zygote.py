@@ -57,6 +57,7 @@ class _Tracked:
 
 
 def main(control_fd: int) -> None:
+    isolation.set_process_name("nj-zygote")
     caps = isolation.probe()
     if os.environ.get("NEXT_JAX_NS_HACK"):
         caps = dataclasses.replace(caps, namespaces=tuple(os.environ["NEXT_JAX_NS_HACK"].split(",")))
