@@ -97,14 +97,3 @@ class SlotCgroup:
                 except OSError:
                     time.sleep(0.02)
         self.dirs = []
-
-
-def join(procs_files: list[str]) -> None:
-    """Move the calling process into the given groups (a child does this before it forks anything).
-
-    Writes ``0`` (the writer itself): the caller may be pid 1 of its own pid namespace, and its pid there names
-    another process in the cgroup file system's view.
-    """
-    for path in procs_files:
-        with open(path, "w") as f:
-            f.write("0")

@@ -52,6 +52,18 @@ def prctl(option: int, arg: int) -> None:
                        ctypes.c_ulong(0)), "prctl")
 
 
+def join_cgroups(procs_files: list[str]) -> None:
+    """Move the calling process into the given cgroups (a child does this before it forks anything).
+
+    Writes ``0`` (the writer itself): the caller may be pid 1 of its own pid namespace, and its pid there names
+    another process in the cgroup file system's view. (Here, not in ``cgroups``: that module logs, and a zygote
+    that imports ``logging`` and so ``threading`` pays for their fork handlers on every fork.)
+    """
+    for path in procs_files:
+        with open(path, "w") as f:
+            f.write("0")
+
+
 def set_process_name(name: str) -> None:
     """The name ``ps`` and ``perf`` show (at most 15 bytes): tells zygotes, candidates and judges apart."""
     _libc.prctl(ctypes.c_int(15), ctypes.c_char_p(name.encode()[:15]), ctypes.c_ulong(0), ctypes.c_ulong(0),

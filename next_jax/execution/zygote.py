@@ -41,7 +41,7 @@ import sys
 import tempfile
 import typing  # noqa: F401
 
-from next_jax.execution import cgroups, isolation, judge, landlock, roles, rootfs, shapes, tracer  # noqa: F401 (pre-imported)
+from next_jax.execution import isolation, judge, landlock, roles, rootfs, shapes, tracer  # noqa: F401 (pre-imported)
 
 SPAWN_FDS = 4  # comm socket, output pipe (w), status pipe (w), kill pipe (r)
 
@@ -248,7 +248,7 @@ def _child(request: dict, caps: isolation.Capabilities, flags: int, root: rootfs
     isolation.prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
     isolation.set_process_name(f"nj-{request['role']}")
     os.setsid()  # its own session and process group (the zygote kills the group when there is no pid namespace)
-    cgroups.join(request.get("cgroups", []))  # before anything else runs: all it will fork is inside
+    isolation.join_cgroups(request.get("cgroups", []))  # before anything else runs: all it will fork is inside
     if flags & ~isolation.CLONE_NEWPID:
         isolation.unshare(flags & ~isolation.CLONE_NEWPID)
     limits = isolation.Limits(**request["limits"])

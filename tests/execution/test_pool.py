@@ -109,3 +109,10 @@ def test_numpy_random_is_seeded_when_imported(pool):
     first = _one(pool, code, ["assert f() == 0"], details=True)
     second = _one(pool, code, ["assert f() == 0"], details=True)
     assert first.details[0]["got"] == second.details[0]["got"]
+
+
+def test_children_are_forked_from_a_single_threaded_template(pool):
+    """A zygote that imported ``threading`` (e.g. through ``logging``) would fork from a process whose fork
+    handlers run Python in every child; the template must hold neither."""
+    answer = pool.evaluate("import sys\n", ["sorted(m for m in ('threading', 'logging') if m in sys.modules)"])
+    assert answer == [{"value": []}]
