@@ -28,12 +28,58 @@ class FrameTooLarge(ValueError):
     """The peer announced a frame over the cap."""
 
 
-class Channel:
-    """Blocking frame I/O on one file descriptor (a socket end or a pipe end)."""
+class OutputBuffer:
+    """A child's stdout/stderr pipe, read while its channel waits: keeps the first ``cap`` bytes, drops the rest.
 
-    def __init__(self, fd: int, max_frame: int = 16 << 20) -> None:
+    No thread per child: whoever waits on the child's channel also drains this pipe, so a chatty child never
+    blocks on a full pipe while it is being waited for.
+    """
+
+    def __init__(self, fd: int, cap: int) -> None:
+        self.fd, self.cap, self.data = fd, cap, bytearray()
+
+    def read_once(self) -> None:
+        """One read (the pipe is readable); closes the pipe at end of file."""
+        try:
+            chunk = os.read(self.fd, 1 << 16)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.close()
+        elif len(self.data) < self.cap:
+            self.data += chunk[: self.cap - len(self.data)]
+
+    def collect(self, timeout: float) -> None:
+        """Read until end of file (every writer has exited) or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        poller = select.poll()
+        if self.fd >= 0:
+            poller.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        while self.fd >= 0:
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                return
+            self.read_once()
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class Channel:
+    """Blocking frame I/O on one file descriptor (a socket end or a pipe end).
+
+    ``output``: the peer's output pipe, drained whenever this side waits for a frame.
+    """
+
+    def __init__(self, fd: int, max_frame: int = 16 << 20, output: OutputBuffer | None = None) -> None:
         self.fd = fd
         self.max_frame = max_frame
+        self.output = output
         # Bytes read past the current frame: one read usually brings a whole small frame, header and body,
         # so a frame costs one poll and one read instead of two of each.
         self._buffer = bytearray()
@@ -72,8 +118,18 @@ class Channel:
                 if self._poller is None:
                     self._poller = select.poll()  # poll, not select: fds may exceed FD_SETSIZE in a busy pool
                     self._poller.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-                if not self._poller.poll(left * 1000):
+                    if self.output is not None and self.output.fd >= 0:
+                        self._poller.register(self.output.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+                events = self._poller.poll(left * 1000)
+                if not events:
                     raise ChannelTimeout()
+                if self.output is not None and any(fd == self.output.fd for fd, _ in events):
+                    output_fd = self.output.fd
+                    self.output.read_once()
+                    if self.output.fd < 0:
+                        self._poller.unregister(output_fd)
+                    if not any(fd == self.fd for fd, _ in events):
+                        continue
             chunk = os.read(self.fd, max(n - len(buffer), 1 << 16))
             if not chunk:
                 raise ChannelClosed()

@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from next_jax.execution.cgroups import SlotCgroup
-from next_jax.execution.channel import Channel
+from next_jax.execution.channel import Channel, OutputBuffer
 from next_jax.execution.isolation import Limits
 from next_jax.execution.rootfs import DEFAULT_PACKAGES
 
@@ -35,34 +35,13 @@ class SandboxError(RuntimeError):
     """The sandbox itself failed (not the candidate)."""
 
 
-class _OutputDrain(threading.Thread):
-    """Reads a child's stdout/stderr pipe to EOF, keeping the first ``cap`` bytes."""
-
-    def __init__(self, fd: int, cap: int) -> None:
-        super().__init__(daemon=True)
-        self.fd, self.cap, self.data = fd, cap, bytearray()
-        self.start()
-
-    def run(self) -> None:
-        try:
-            while chunk := os.read(self.fd, 65536):
-                if len(self.data) < self.cap:
-                    self.data += chunk[: self.cap - len(self.data)]
-        except OSError:
-            pass
-        finally:
-            os.close(self.fd)
-
-    def text(self) -> str:
-        return self.data.decode("utf-8", "replace")
-
-
 class Child:
-    """A confined process: its channel, captured output, pid and exit report."""
+    """A confined process: its channel, captured output (drained while its channel is waited on), pid and exit
+    report."""
 
-    def __init__(self, channel: Channel, drain: _OutputDrain, status_fd: int, kill_fd: int,
-                 workdir: str | None) -> None:
-        self.channel, self.drain = channel, drain
+    def __init__(self, channel: Channel, status_fd: int, kill_fd: int, workdir: str | None) -> None:
+        assert channel.output is not None
+        self.channel, self.output = channel, channel.output
         self._status, self._kill = status_fd, kill_fd
         self._status_buf = b""
         self.workdir = workdir
@@ -104,17 +83,29 @@ class Child:
         return self.exit
 
     def close(self) -> None:
+        """Kill, wait for the exit report, release everything."""
         self.wait_exit()
+        self._release()
+
+    def _release(self) -> None:
         self.channel.close()
-        os.close(self._status)
-        self.drain.join(timeout=5.0)
+        self.output.close()
+        if self._status >= 0:
+            os.close(self._status)
+            self._status = -1
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def close_async(self) -> None:
-        """Kill now; reap and release descriptors in the background (the verdict does not wait for it)."""
+        """Kill now and release without waiting: the zygote reaps the child (its exit report goes unread).
+
+        A host work dir (no mount namespace) may only be removed once the child is gone: that waits in the
+        background."""
         self.kill()
-        _REAPER.submit(self.close)
+        if self.workdir:
+            _REAPER.submit(self.close)
+        else:
+            self._release()
 
     def __enter__(self) -> Child:
         return self
@@ -199,7 +190,7 @@ class Zygote:
                 os.close(fd)
             comm_parent.close()
             raise SandboxError(f"spawn refused: {reply}")
-        child = Child(Channel(comm_parent.detach(), config.max_frame), _OutputDrain(out_r, config.output_cap),
+        child = Child(Channel(comm_parent.detach(), config.max_frame, OutputBuffer(out_r, config.output_cap)),
                       status_r, kill_w, workdir)
         try:
             child.wait_started(deadline)
@@ -209,8 +200,8 @@ class Zygote:
                 ready = {"error": f"{type(e).__name__} {e}"}
             if ready != {"ready": True}:
                 child.kill()
-                child.drain.join(timeout=2.0)
-                raise SandboxError(f"child set-up failed: {ready}: {child.drain.text()[-2000:]}")
+                child.output.collect(timeout=2.0)
+                raise SandboxError(f"child set-up failed: {ready}: {child.output.text()[-2000:]}")
         except SandboxError:
             child.close()
             raise

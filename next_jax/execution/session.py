@@ -171,13 +171,14 @@ def run_candidate(spawn: Callable[[], Child], judges: JudgeHost, candidate: Cand
                 results = _judge(judges, link, candidate, names, deadline, judge_seed)
             except CandidateFault as fault:
                 if details:
-                    child.drain.join(timeout=1.0)
-                return _verdict(candidate, results, details, fault, child.drain.text())
+                    child.kill()
+                    child.output.collect(timeout=1.0)
+                return _verdict(candidate, results, details, fault, child.output.text())
             finally:
                 child.kill()
             if details:
-                child.drain.join(timeout=1.0)  # the rest of the output arrives as the process dies
-            stdout = child.drain.text()
+                child.output.collect(timeout=1.0)  # the rest of the output arrives as the process dies
+            stdout = child.output.text()
     except SandboxError as e:
         return Verdict(candidate.id, v.SANDBOX_ERROR, 0, total, ({"type": "SandboxError", "message": str(e)},))
     return _verdict(candidate, results, details, None, stdout)
@@ -229,7 +230,7 @@ def _judge(judges: JudgeHost, link: CandidateLink, candidate: Candidate, names: 
     except ChannelTimeout:
         raise CandidateFault(v.TIMEOUT, {"type": "Timeout", "message": "wall-clock limit exceeded"}) from None
     except (ChannelClosed, OSError, ValueError, KeyError) as e:
-        raise SandboxError(f"judge failed: {type(e).__name__}: {e}; {judge.drain.text()[-500:]}") from None
+        raise SandboxError(f"judge failed: {type(e).__name__}: {e}; {judge.output.text()[-500:]}") from None
     finally:
         if not clean:
             judges.discard()
