@@ -35,9 +35,10 @@ class _Slot:
     """One worker: a zygote, and per role an unprivileged uid and a cgroup bounding all its processes."""
 
     def __init__(self, index: int, uid_base: int, limits: Limits, judge_limits: Limits,
-                 packages: tuple[str, ...]) -> None:
-        self.index, self.packages = index, packages
-        self.zygote = Zygote(packages)
+                 packages: tuple[str, ...], namespaces: tuple[str, ...] | None) -> None:
+        self.index, self.packages, self.namespaces = index, packages, namespaces
+        self.zygote = Zygote(packages, namespaces=namespaces)
+        self.spares = "pid" in self.zygote.capabilities.get("namespaces", [])
         uid = uid_base + 2 * index
         self.cgroups = [SlotCgroup(f"next-jax-{os.getpid()}-{u}", lim.memory_bytes, lim.processes)
                         for u, lim in ((uid, limits), (uid + 1, judge_limits))]
@@ -49,17 +50,21 @@ class _Slot:
         self._spare: concurrent.futures.Future | None = None
 
     def fresh_candidate(self, spare: bool = True) -> Child:
-        """A never-used confined child; with ``spare``, the next one is forked in the background meanwhile."""
-        spare, self._spare = self._spare, None
+        """A never-used confined child; with ``spare``, the next one is forked in the background meanwhile.
+
+        No spares without a pid namespace: there, a finished candidate's leftovers are swept by uid, which would
+        take a waiting spare (same uid) with them.
+        """
+        waiting, self._spare = self._spare, None
         child = None
-        if spare is not None:
+        if waiting is not None:
             try:
-                child = spare.result()
+                child = waiting.result()
             except SandboxError:
                 child = None
         if child is None:
             child = self.zygote.spawn("candidate", self.candidate_cfg)
-        if spare:
+        if spare and self.spares:
             self._spare = self._spawner.submit(self.zygote.spawn, "candidate", self.candidate_cfg)
         return child
 
@@ -77,7 +82,7 @@ class _Slot:
             self.judges.child = None  # it died with its zygote
             self.drop_spare()
             self.zygote.close()
-            self.zygote = Zygote(self.packages)
+            self.zygote = Zygote(self.packages, namespaces=self.namespaces)
 
     def close(self) -> None:
         self.drop_spare()
@@ -101,12 +106,14 @@ class VerificationPool:
     so concurrent pools on one host never share uids. ``packages``: third-party packages children may import.
     ``judge_secret`` keys the judge's random seed (HumanEval tests draw random inputs): the candidate must not be
     able to replay the judge's stream; by default a per-host secret is created once under ``~/.cache/next-jax``,
-    so verdicts stay deterministic on one machine.
+    so verdicts stay deterministic on one machine. ``namespaces``: the Linux namespaces children get, of
+    mount/uts/ipc/pid/net (default: every one the kernel allows); a subset serves kernels where one misbehaves,
+    and tests of the degraded modes.
     """
 
     def __init__(self, workers: int = 2, timeout: float = 10.0, memory_bytes: int = 2 << 30,
                  uid_base: int | None = None, packages: tuple[str, ...] = DEFAULT_PACKAGES,
-                 judge_secret: bytes | None = None) -> None:
+                 judge_secret: bytes | None = None, namespaces: tuple[str, ...] | None = None) -> None:
         self.timeout = float(timeout)
         cpu = max(1, math.ceil(self.timeout))
         limits = Limits(cpu_seconds=cpu, memory_bytes=memory_bytes)
@@ -116,7 +123,7 @@ class VerificationPool:
             uid_base, self._uid_lock = uid_block.reserve(2 * workers)
         self.judge_secret = judge_secret if judge_secret is not None else _host_secret()
         with concurrent.futures.ThreadPoolExecutor(workers) as starter:  # zygotes start in parallel
-            slots = list(starter.map(lambda i: _Slot(i, uid_base, limits, judge_limits, tuple(packages)),
+            slots = list(starter.map(lambda i: _Slot(i, uid_base, limits, judge_limits, tuple(packages), namespaces),
                                      range(workers)))
         self._free: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
         for slot in slots:

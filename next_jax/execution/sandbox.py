@@ -131,7 +131,8 @@ class SpawnConfig:
 class Zygote:
     """One long-lived worker template (a fresh interpreter that forks confined children)."""
 
-    def __init__(self, packages: tuple[str, ...] = DEFAULT_PACKAGES, start_timeout: float = 60.0) -> None:
+    def __init__(self, packages: tuple[str, ...] = DEFAULT_PACKAGES, start_timeout: float = 60.0,
+                 namespaces: tuple[str, ...] | None = None) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # A clean environment (not -I: it would ignore PYTHONHASHSEED); the package root is the only extra path.
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -139,7 +140,8 @@ class Zygote:
                "MKL_NUM_THREADS": "1", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
                "PYTHONPATH": package_root}
         self.process = subprocess.Popen(
-            [sys.executable, "-s", "-P", "-m", "next_jax.execution.zygote", str(child.fileno()), ",".join(packages)],
+            [sys.executable, "-s", "-P", "-m", "next_jax.execution.zygote", str(child.fileno()), ",".join(packages),
+             "all" if namespaces is None else ",".join(namespaces)],
             pass_fds=[child.fileno()], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             start_new_session=True)
         child.close()

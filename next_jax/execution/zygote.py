@@ -1,6 +1,7 @@
 """Worker template: a fresh interpreter that pre-imports what candidates use, then forks sandboxed children.
 
-Started by the pool as ``python -s -P -m next_jax.execution.zygote FD`` with a fixed hash seed. It never sees test
+Started by the pool as ``python -s -P -m next_jax.execution.zygote FD PACKAGES NAMESPACES`` with a fixed hash
+seed (``NAMESPACES``: ``all``, or a comma list of those to use where the kernel allows them). It never sees test
 data: a spawn request carries only the role, the uid and the limits, plus four descriptors (SCM_RIGHTS). The
 program and the calls reach the child over its own channel after the child is confined.
 
@@ -54,17 +55,20 @@ class _Tracked:
     pidfd: int
     status: int
     kill: int  # -1 once the child has been killed
+    uid: int
 
 
 def main(control_fd: int) -> None:
     isolation.set_process_name("nj-zygote")
     caps = isolation.probe()
-    if os.environ.get("NEXT_JAX_NS_HACK"):
-        caps = dataclasses.replace(caps, namespaces=tuple(os.environ["NEXT_JAX_NS_HACK"].split(",")))
+    if len(sys.argv) > 3 and sys.argv[3] != "all":  # the pool asked for a subset (e.g. to test degraded modes)
+        wanted = set(sys.argv[3].split(","))
+        caps = dataclasses.replace(caps, namespaces=tuple(n for n in caps.namespaces if n in wanted))
     root = None
     if "mount" in caps.namespaces:  # the minimal root lives in this zygote's own mount namespace
         isolation.unshare(isolation.CLONE_NEWNS)
-        root = rootfs.build(tuple(sys.argv[2].split(",")) if len(sys.argv) > 2 else rootfs.DEFAULT_PACKAGES)
+        root = rootfs.build(tuple(p for p in sys.argv[2].split(",") if p) if len(sys.argv) > 2
+                            else rootfs.DEFAULT_PACKAGES)
     per_child = caps.namespaces
     if "net" in caps.namespaces and caps.landlock_abi >= 6:
         # One empty network namespace (loopback down) for all of this zygote's children: creating and tearing
@@ -153,7 +157,8 @@ class _Server:
             return True
         comm, out, status, kill = fds
         try:
-            pid = self._fork(json.loads(msg), comm, out)
+            request = json.loads(msg)
+            pid = self._fork(request, comm, out)
         except OSError as e:
             for fd in fds:
                 os.close(fd)
@@ -161,7 +166,7 @@ class _Server:
             return True
         os.close(comm)
         os.close(out)
-        tracked = _Tracked(pid, os.pidfd_open(pid), status, kill)
+        tracked = _Tracked(pid, os.pidfd_open(pid), status, kill, int(request["uid"]))
         self.by_pidfd[tracked.pidfd] = tracked
         self.by_kill[kill] = tracked
         self.poller.register(tracked.pidfd, select.POLLIN)
@@ -210,10 +215,14 @@ class _Server:
             return
         killed = tracked.kill < 0
         if "pid" not in self.caps.namespaces:
-            try:  # no pid namespace: take the child's process group with it
+            # No pid namespace to take everything with it: kill the child's process group, then every process
+            # left with its uid (a daemon may have left the group). The pool forks no spare child in this mode.
+            try:
                 os.killpg(tracked.pid, signal.SIGKILL)
             except OSError:
                 pass
+            if self.caps.can_drop_uid:
+                _sweep_uid(tracked.uid)
         _report(tracked.status, {"exit": os.waitstatus_to_exitcode(wstatus), "killed": killed,
                                  "cpu": usage.ru_utime + usage.ru_stime, "maxrss_kb": usage.ru_maxrss})
         if not killed:
@@ -224,6 +233,20 @@ class _Server:
         del self.by_pidfd[tracked.pidfd]
         os.close(tracked.pidfd)
         os.close(tracked.status)
+
+
+def _sweep_uid(uid: int) -> None:
+    """SIGKILL every process of ``uid`` (from a helper that becomes that uid: ``kill(-1)`` reaches exactly those)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            os.kill(-1, signal.SIGKILL)  # every process this uid may signal, except the caller
+        except OSError:
+            pass
+        os._exit(0)
+    os.waitpid(pid, 0)
 
 
 def _send(sock: socket.socket, obj: dict) -> None:
