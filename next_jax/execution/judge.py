@@ -42,8 +42,13 @@ class Proxy:
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
+        # Results of finished tests ride on the next request (or on "done"): one frame less per test, and the
+        # dispatcher still holds every finished test's result if the candidate then hangs.
+        self.finished: list[dict] = []
 
     def _request(self, request: dict) -> Any:
+        if self.finished:
+            request["results"], self.finished = self.finished, []
         self.channel.send(request)
         answer = self.channel.recv()
         if "gone" in answer:
@@ -134,13 +139,14 @@ class Judge:
             return
         except BaseException as e:
             setup_error = _failure_from(e)
-        for index, test in enumerate(request["tests"]):
+        for test in request["tests"]:
             try:
                 result = setup_error or self._run_test(test, namespace)
             except CandidateGone:
                 return
-            self.channel.send({"op": "test", "index": index, "result": result})
-        self.channel.send({"op": "done"})
+            self.proxy.finished.append(result)
+        results, self.proxy.finished = self.proxy.finished, []
+        self.channel.send({"op": "done", "results": results})
 
     def _namespace(self, names: dict, entry_point: str) -> dict[str, Any]:
         """Bind the program's names for the tests; builtins and standard modules stay the real ones."""

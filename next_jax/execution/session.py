@@ -206,6 +206,9 @@ class JudgeHost:
             self.child = None
 
 
+_FORWARDED = ("op", "target", "args", "kwargs", "handle", "name", "value")
+
+
 def _judge(judges: JudgeHost, link: CandidateLink, candidate: Candidate, names: dict, deadline: float,
            seed: int) -> list[dict]:
     """Run the tests in the confined judge, relaying its calls; returns one result per test completed."""
@@ -217,14 +220,18 @@ def _judge(judges: JudgeHost, link: CandidateLink, candidate: Candidate, names: 
                             "names": names, "entry_point": candidate.entry_point or infer_entry_point(candidate)})
         while True:
             message = judge.channel.recv(deadline)
+            finished = message.get("results", [])
+            if not (isinstance(finished, list) and all(isinstance(r, dict) for r in finished)):
+                raise SandboxError("judge sent malformed results")
+            results.extend(finished)
             op = message.get("op")
-            if op == "test":
-                results.append(message["result"])
-            elif op == "done":
+            if op == "done":
                 clean = True
                 return results
-            elif op in ("call", "getattr", "setattr"):
-                judge.channel.send(link.value_answer(message))
+            if op in ("call", "getattr", "setattr"):
+                # Only the request itself goes on: test results (expected values) never reach the candidate.
+                request = {key: message[key] for key in _FORWARDED if key in message}
+                judge.channel.send(link.value_answer(request))
             else:
                 raise SandboxError(f"judge sent unknown op {op!r}")
     except ChannelTimeout:

@@ -244,7 +244,7 @@ def _frame(obj):
     data = json.dumps(obj).encode()
     return struct.pack(">I", len(data)) + data
 FAKE = b"".join(_frame(o) for o in (
-    {"op": "test", "index": 0, "result": {"ok": True}}, {"op": "done"}, {"gone": "x"},
+    {"op": "test", "index": 0, "result": {"ok": True}}, {"op": "done", "results": [{"ok": True}]}, {"gone": "x"},
     {"names": {"f": ["callable"]}}, {"raise": {"type": "AssertionError"}}))
 VERDICT = b'{"id": "c", "status": "pass", "passed": 1, "total": 1, "details": []}\n'
 def forge():
