@@ -491,3 +491,21 @@ def reach():
     return out
 """
 
+
+
+# Reads every request the candidate server holds (frames and the heap) for anything the judge knows.
+READ_REQUESTS = r'''
+import gc, json, sys
+def probe(x):
+    seen = []
+    for obj in gc.get_objects():
+        if type(obj) is dict and "op" in obj:
+            seen.append(json.dumps(obj, default=repr))
+    frame = sys._getframe()
+    while frame is not None:
+        for value in list(frame.f_locals.values()):
+            if type(value) is dict:
+                seen.append(json.dumps(value, default=repr))
+        frame = frame.f_back
+    return " ".join(seen)
+'''

@@ -36,6 +36,7 @@ from hostile_programs import (  # a sibling module: tests/ holds no packages
     NETWORK,
     PREDICT_JUDGE_RANDOMNESS,
     RAISE_RLIMITS,
+    READ_REQUESTS,
     READ_SHARED_DATA,
     RUN_COMMANDS,
     SEE_CONTAMINATION,
@@ -337,3 +338,11 @@ def test_children_of_one_zygote_cannot_reach_each_other(pool):
             answer = probe.ask({"op": "eval", "calls": ["reach()"]})
     reached = plain.decode(answer["results"][0]["value"])
     assert "connected" not in reached and "udp sent" not in reached, reached
+
+
+def test_judge_results_never_reach_the_candidate(pool, checks):
+    """The judge reports finished tests along with its next request; only the request may reach the candidate."""
+    token = "RT" + secrets.token_hex(16)
+    tests = [f"assert probe(1) == {token!r}", f"assert {token!r} not in probe(2)"]
+    verdict = checks.verify_one(pool, READ_REQUESTS, tests)
+    assert verdict.status == "fail" and verdict.passed == 1, verdict
