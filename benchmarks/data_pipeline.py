@@ -50,7 +50,7 @@ def _examples(root: Path | None, n: int, workdir: Path) -> list:
                 splits={"validation": (511, 600)},
                 cap_per_problem=4,
             )
-        exs = built["validation"]
+        exs = built.splits["validation"]
     random.Random(0).shuffle(exs)
     return exs[:n]
 

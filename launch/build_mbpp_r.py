@@ -1,10 +1,13 @@
 """Build MBPP-R (and optionally HeFix+) under an output directory.
 
     .venv/bin/python launch/build_mbpp_r.py --gin_file=gin/data/mbpp_r_mutation.gin --out=out/data [--hefix_plus]
+    .venv/bin/python launch/build_mbpp_r.py --gin_file=gin/data/mbpp_r_sampled.gin \
+        --gin_param="sampled_solutions.hf_checkpoint='/path/to/Qwen2.5-Coder-1.5B'" --out=out/data_sampled
 
 Writes <out>/mbpp_r/{train,validation}.jsonl, <out>/mbpp_r/stats.json, the TFDS dataset under <out>/tfds, and,
 with --hefix_plus, <out>/hefix_plus/test.jsonl. Traces of the failing tests are precomputed in the sandbox into
-<out>/trace_cache/pool.jsonl so the SeqIO tasks start warm. All choices come from gin (see gin/data/).
+<out>/trace_cache/pool.jsonl so the SeqIO tasks start warm. All choices come from gin (see gin/data/); the
+sampled build's gin file imports the model-side sampler itself, so a mutation build never loads jax.
 """
 
 from __future__ import annotations
@@ -26,8 +29,11 @@ from next_jax.data.tfds_mbpp_r import MbppR, build_tfds
 from next_jax.data.trace_cache import TraceCache
 from next_jax.execution.pool import VerificationPool
 
+REPO = Path(__file__).resolve().parents[1]
+
 gin.external_configurable(mbpp_r.MutatedBugs, module="mbpp_r")
 gin.external_configurable(mbpp_r.SampledBugs, module="mbpp_r")
+gin.external_configurable(mbpp_r.mbpp_shots, module="mbpp_r")
 
 
 @gin.configurable("mbpp_r_build")
@@ -53,6 +59,17 @@ def _warm_traces(cache: TraceCache, examples) -> None:
                 cache(ex.buggy_code, call)
 
 
+def _default_shots_path(path: Path) -> None:
+    """Few-shot MBPP problems come from --data unless a gin file says where."""
+    try:
+        bound = gin.query_parameter("mbpp_shots.path")
+    except ValueError:
+        bound = None
+    if bound is None:
+        with gin.unlock_config():
+            gin.bind_parameter("mbpp_shots.path", str(path))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gin_file", action="append", default=[])
@@ -64,33 +81,38 @@ def main() -> None:
     ap.add_argument("--no_traces", action="store_true", help="skip precomputing traces")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
+    gin.add_config_file_search_path(str(REPO))  # gin files include each other by repo-relative path
     gin.parse_config_files_and_bindings(args.gin_file, args.gin_param)
-    cfg = build()
     out, data = Path(args.out), Path(args.data)
+    _default_shots_path(data / "mbpp" / "mbpp.jsonl")
+    cfg = build()
     problems = read_mbpp(data / "mbpp" / "mbpp.jsonl").records
     budgets = dict(cfg["trace_budgets"] or {})
     stats: dict = {}
     with VerificationPool(workers=cfg["workers"], timeout=cfg["timeout"]) as pool:
         cache = TraceCache(pool_tracer(pool, **budgets), budgets, out / "trace_cache" / "pool.jsonl")
         if not args.skip_mbpp_r:
-            splits = mbpp_r.build_mbpp_r(
+            built = mbpp_r.build_mbpp_r(
                 problems,
                 cfg["bug_source"],
                 pool,
                 splits=cfg["splits"] or mbpp_r.DEFAULT_SPLITS,
                 cap_per_problem=cfg["cap_per_problem"],
             )
-            for name, examples in splits.items():
+            for name, examples in built.splits.items():
                 write_examples(out / "mbpp_r" / f"{name}.jsonl", examples)
             stats = {
                 "version": str(MbppR.VERSION),
                 "gin": gin.operative_config_str(),
-                **mbpp_r.statistics(splits),
+                **mbpp_r.statistics(built),
             }
             (out / "mbpp_r" / "stats.json").write_text(json.dumps(stats, indent=2))
-            build_tfds(out / "mbpp_r", out / "tfds")
+            if any(built.splits.values()):
+                build_tfds(out / "mbpp_r", out / "tfds")
+            else:
+                logging.warning("MBPP-R kept no examples (see 'dropped' in stats.json): no TFDS dataset")
             if not args.no_traces:
-                for examples in splits.values():
+                for examples in built.splits.values():
                     _warm_traces(cache, examples)
         if args.hefix_plus:
             hefix = build_hefix_plus(

@@ -7,7 +7,9 @@ possible (e.g. swapping the arguments of `max`): the builder keeps only mutants 
 
 Operators: `binary_operator` (+ to -, * to //, and/or...), `comparison` (< to <=, == to !=...),
 `off_by_one_constant`, `range_bound`, `wrong_variable`, `swapped_arguments`, `dropped_statement`,
-`duplicated_statement`, `wrong_return`.
+`duplicated_statement`, `wrong_return`, `negated_condition` (if/while/filter test negated), `wrong_function`
+(min/max, any/all, startswith/endswith, append/extend... swapped), `index_off_by_one` (a computed index or
+slice bound +-1).
 """
 
 from __future__ import annotations
@@ -303,6 +305,92 @@ def wrong_return(src: _Source) -> Iterator[Edit]:
                 )
 
 
+_ATOMS = (ast.Name, ast.Call, ast.Attribute, ast.Subscript, ast.Constant)
+
+
+def negated_condition(src: _Source) -> Iterator[Edit]:
+    """The test of an `if`, `while`, conditional expression or comprehension filter, negated."""
+    tests: list[ast.expr] = []
+    for node in ast.walk(src.tree):
+        if isinstance(node, ast.If | ast.While | ast.IfExp):
+            tests.append(node.test)
+        elif isinstance(node, ast.comprehension):
+            tests.extend(node.ifs)
+    for test in tests:
+        if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+            text = src.segment(test.operand)  # `not x` -> `x`
+            if not isinstance(test.operand, _ATOMS):
+                text = f"({text})"
+        else:
+            seg = src.segment(test)
+            text = f"not {seg}" if isinstance(test, _ATOMS) else f"not ({seg})"
+        yield _replace("negated_condition", src, test, text)
+
+
+# Functions and methods people mix up (HumanEvalFix's "function misuse" bugs).
+_FUNCTION_SWAPS = {
+    "min": "max",
+    "max": "min",
+    "any": "all",
+    "all": "any",
+    "sorted": "reversed",
+}
+_METHOD_SWAPS = {
+    "startswith": "endswith",
+    "endswith": "startswith",
+    "lower": "upper",
+    "upper": "lower",
+    "islower": "isupper",
+    "isupper": "islower",
+    "isdigit": "isalpha",
+    "isalpha": "isdigit",
+    "find": "rfind",
+    "rfind": "find",
+    "strip": "rstrip",
+    "lstrip": "strip",
+    "rstrip": "strip",
+    "append": "extend",
+    "extend": "append",
+}
+
+
+def wrong_function(src: _Source) -> Iterator[Edit]:
+    for node in ast.walk(src.tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in _FUNCTION_SWAPS:
+            new = _FUNCTION_SWAPS[func.id]
+            yield Edit("wrong_function", *src.span(func), new, f"{func.id}() -> {new}()")
+        elif isinstance(func, ast.Attribute) and func.attr in _METHOD_SWAPS:
+            new = _METHOD_SWAPS[func.attr]
+            _, end = src.span(func)
+            yield Edit("wrong_function", end - len(func.attr), end, new, f".{func.attr}() -> .{new}()")
+
+
+def index_off_by_one(src: _Source) -> Iterator[Edit]:
+    """A computed index or slice bound (`xs[i]`, `xs[:n]`, `s[len(s) - k:]`) moved by one.
+
+    Constant indices and bounds are `off_by_one_constant`'s.
+    """
+    for node in ast.walk(src.tree):
+        if not isinstance(node, ast.Subscript):
+            continue
+        if isinstance(node.slice, ast.Slice):
+            exprs = [e for e in (node.slice.lower, node.slice.upper) if e is not None]
+        else:
+            exprs = [node.slice] if isinstance(node.slice, ast.Name | ast.BinOp | ast.Call) else []
+        for expr in exprs:
+            if isinstance(expr, ast.Constant) or (
+                isinstance(expr, ast.UnaryOp) and isinstance(expr.operand, ast.Constant)
+            ):
+                continue
+            for op in (ast.Add(), ast.Sub()):
+                new = ast.BinOp(left=expr, op=op, right=ast.Constant(1))
+                text = ast.unparse(new)
+                yield Edit("index_off_by_one", *src.span(expr), text, f"{src.segment(expr)} -> {text}")
+
+
 OPERATORS: dict[str, Callable[[_Source], Iterator[Edit]]] = {
     f.__name__: f
     for f in (
@@ -315,6 +403,9 @@ OPERATORS: dict[str, Callable[[_Source], Iterator[Edit]]] = {
         dropped_statement,
         duplicated_statement,
         wrong_return,
+        negated_condition,
+        wrong_function,
+        index_off_by_one,
     )
 }
 
@@ -341,19 +432,48 @@ def normalized(code: str) -> str:
         return " ".join(code.split())
 
 
-def iter_mutants(source: str, rng: random.Random, operators: Sequence[str] | None = None) -> Iterator[Mutant]:
+def _apply_pair(source: str, a: Edit, b: Edit) -> str | None:
+    """Both edits applied, or None where their spans overlap."""
+    first, second = sorted((a, b), key=lambda e: e.start)
+    if first.end > second.start or first.start == second.start:
+        return None
+    return apply_edit(apply_edit(source, second), first)  # the later span first: offsets stay valid
+
+
+_MAX_PAIR_SITES = 300  # second-order mutants pair edits among this many (shuffled) ones: ~45k pairs at most
+
+
+def iter_mutants(
+    source: str, rng: random.Random, operators: Sequence[str] | None = None, max_order: int = 1
+) -> Iterator[Mutant]:
     """Distinct, parseable mutants in random order, drawn evenly over operators then sites.
 
     Drawing operators first keeps frequent site kinds (every `Name` is a wrong-variable site) from crowding
-    out rarer but realistic ones (range bounds, comparisons). Lazy, so a caller that needs one failing mutant
-    pays only for the mutants it looks at.
+    out rarer but realistic ones (range bounds, comparisons). With `max_order=2`, once every single edit is
+    used, pairs of non-overlapping edits follow (operator `a+b`): small programs have few single-edit
+    mutants, and model-written bugs often differ from a right answer in two places. Lazy, so a caller that
+    needs one failing mutant pays only for the mutants it looks at.
     """
+    if max_order not in (1, 2):
+        raise ValueError(f"max_order must be 1 or 2, got {max_order}")
     by_op: dict[str, list[Edit]] = {}
     for e in candidate_edits(source, operators):
         by_op.setdefault(e.operator, []).append(e)
     for edits in by_op.values():
         rng.shuffle(edits)
+    singles = [e for op in sorted(by_op) for e in by_op[op]]
     seen = {normalized(source)}
+
+    def fresh(code: str) -> bool:
+        try:
+            key = ast.unparse(ast.parse(code))
+        except SyntaxError:
+            return False
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
+
     ops = sorted(by_op)
     rng.shuffle(ops)
     while ops:
@@ -363,18 +483,27 @@ def iter_mutants(source: str, rng: random.Random, operators: Sequence[str] | Non
                 continue
             edit = by_op[op].pop()
             code = apply_edit(source, edit)
-            try:
-                key = ast.unparse(ast.parse(code))
-            except SyntaxError:
-                continue
-            if key in seen:
-                continue
-            seen.add(key)
-            yield Mutant(code, edit.operator, edit.what)
+            if fresh(code):
+                yield Mutant(code, edit.operator, edit.what)
+    if max_order < 2:
+        return
+    rng.shuffle(singles)
+    sites = singles[:_MAX_PAIR_SITES]
+    pairs = list(itertools.combinations(range(len(sites)), 2))
+    rng.shuffle(pairs)
+    for i, k in pairs:
+        a, b = sites[i], sites[k]
+        code = _apply_pair(source, a, b)
+        if code is not None and fresh(code):
+            yield Mutant(code, f"{a.operator}+{b.operator}", f"{a.what}; {b.what}")
 
 
 def mutants(
-    source: str, rng: random.Random, max_mutants: int, operators: Sequence[str] | None = None
+    source: str,
+    rng: random.Random,
+    max_mutants: int,
+    operators: Sequence[str] | None = None,
+    max_order: int = 1,
 ) -> list[Mutant]:
     """Up to `max_mutants` mutants from `iter_mutants`."""
-    return list(itertools.islice(iter_mutants(source, rng, operators), max_mutants))
+    return list(itertools.islice(iter_mutants(source, rng, operators, max_order), max_mutants))

@@ -2,7 +2,8 @@
 
 Each reader takes a local path (the files as their upstream repositories store them) and returns the parsed
 problems plus a list of `ReadIssue`s: a malformed record is reported with its file and line and skipped, and
-the issue is also logged, so nothing is dropped silently.
+the issue is also logged, so nothing is dropped silently. Users without the files download them through TFDS
+(`tfds_public.py`: the pinned upstream files, and a TFDS MBPP dataset).
 """
 
 from __future__ import annotations
@@ -114,9 +115,10 @@ class EvalPlusProblem:
         return int(self.task_id.split("/")[1])
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    # Bytes, decoded per record: a line of invalid UTF-8 is then one malformed record, not a failed read.
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
+    with opener(path, "rb") as f:
         for lineno, line in enumerate(f, 1):
             if line.strip():
                 yield lineno, line
@@ -127,7 +129,7 @@ def _read_jsonl(path: str | Path, parse: Callable[[dict[str, Any]], T]) -> Loade
     out: Loaded[T] = Loaded([], [])
     for lineno, line in _lines(path):
         try:
-            rec = json.loads(line)
+            rec = json.loads(line.decode("utf-8"))
             if not isinstance(rec, dict):
                 raise ValueError(f"expected a JSON object, got {type(rec).__name__}")
             out.records.append(parse(rec))
@@ -166,7 +168,8 @@ def mbpp_entry_point(code: str, test: str) -> str:
     raise ValueError("no function defined in the solution is called by its first test")
 
 
-def _parse_mbpp(rec: dict[str, Any]) -> MbppProblem:
+def parse_mbpp_record(rec: dict[str, Any]) -> MbppProblem:
+    """One upstream MBPP record (from the JSONL file or the TFDS dataset) as a problem; raises if malformed."""
     code = _lf(_str(rec, "code"))
     tests = _str_list(rec, "test_list")
     if not tests:
@@ -184,7 +187,7 @@ def _parse_mbpp(rec: dict[str, Any]) -> MbppProblem:
 
 def read_mbpp(path: str | Path) -> Loaded[MbppProblem]:
     """Read `mbpp.jsonl` (Austin et al. 2021)."""
-    return _read_jsonl(path, _parse_mbpp)
+    return _read_jsonl(path, parse_mbpp_record)
 
 
 def _parse_humaneval(rec: dict[str, Any]) -> HumanEvalProblem:

@@ -42,8 +42,14 @@ def to_features(ex: RepairExample) -> dict[str, Any]:
 class MbppR(tfds.core.GeneratorBasedBuilder):
     """MBPP-R repair tasks (Ni et al. 2024), rebuilt offline; see docs/data.md."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Mutation-built MBPP-R: MBPP train (601-974) / validation (511-600) problems."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Mutation-built MBPP-R: MBPP train (601-974) / validation (511-600) problems.",
+        "1.1.0": (
+            "The per-problem cap counts kept (failing) bugs, not candidates run; 3 more mutation operators and "
+            "second-order mutants (pairs of edits) once a program's single edits run out."
+        ),
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = "Run launch/build_mbpp_r.py and pass its mbpp_r/ directory as manual_dir."
     # No metadata files (checksums, README) live next to this code: telling TFDS so also spares it a lookup
     # that needs the `importlib_resources` package, which tensorflow-datasets 4.9.10 does not install.
@@ -85,14 +91,23 @@ class MbppR(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         root = Path(dl_manager.manual_dir)
-        found = {s: root / f"{s}.jsonl" for s in SPLITS if (root / f"{s}.jsonl").exists()}
+        # A split file with no examples (e.g. a sampled build that kept none) is no TFDS split: TFDS
+        # refuses to write an empty one.
+        found = {s: root / f"{s}.jsonl" for s in SPLITS if _has_examples(root / f"{s}.jsonl")}
         if not found:
-            raise FileNotFoundError(f"no split JSONL files in {root}")
+            raise FileNotFoundError(f"no non-empty split JSONL files in {root}")
         return {s: self._generate_examples(p) for s, p in found.items()}
 
     def _generate_examples(self, path: Path):
         for ex in read_examples(path):
             yield ex.id, to_features(ex)
+
+
+def _has_examples(path: Path) -> bool:
+    if not path.exists():
+        return False
+    with path.open(encoding="utf-8") as f:
+        return any(line.strip() for line in f)
 
 
 def build_tfds(jsonl_dir: str | Path, data_dir: str | Path) -> tfds.core.DatasetBuilder:

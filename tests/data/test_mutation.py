@@ -28,6 +28,8 @@ PROGRAM = """def count_big(xs, limit):
         ("wrong_variable", "if xs[i] > total"),
         ("swapped_arguments", "print(total, i)"),
         ("wrong_return", "return limit"),
+        ("negated_condition", "if not (xs[i] > limit and i >= 0):"),
+        ("index_off_by_one", "if xs[i + 1] > limit"),
     ],
 )
 def test_each_operator_makes_its_edit(op, expected):
@@ -36,6 +38,29 @@ def test_each_operator_makes_its_edit(op, expected):
     for c in codes:
         ast.parse(c)
         assert "# count the elements above the limit" in c  # edits keep the author's comments
+
+
+def test_function_swaps_negations_and_computed_bounds():
+    src = (
+        "def f(words, k):\n"
+        "    if not words:\n"
+        "        return ''\n"
+        "    best = max(w.lower() for w in words if w.startswith('a'))\n"
+        "    return best[: len(best) - k]\n"
+    )
+    edits = {op: {apply_edit(src, e) for e in candidate_edits(src, [op])} for op in OPERATORS}
+    assert any("    if words:" in c for c in edits["negated_condition"])  # `not x` -> `x`
+    assert any("if not w.startswith('a')" in c for c in edits["negated_condition"])
+    assert any("best = min(" in c for c in edits["wrong_function"])
+    assert any("w.upper()" in c for c in edits["wrong_function"])
+    assert any("w.endswith('a')" in c for c in edits["wrong_function"])
+    assert {c.splitlines()[-1].strip() for c in edits["index_off_by_one"]} == {
+        "return best[: len(best) - k + 1]",
+        "return best[: len(best) - k - 1]",
+    }
+    for codes in edits.values():
+        for c in codes:
+            ast.parse(c)
 
 
 def test_statement_operators_change_line_counts():
@@ -77,3 +102,28 @@ def test_non_ascii_source_positions():
     src = "def f(s):\n    t = 'é' + s  # é\n    return t[1:]\n"
     for e in candidate_edits(src):
         ast.parse(apply_edit(src, e))
+
+
+def test_second_order_mutants_follow_the_single_edits():
+    src = "def f(a, b):\n    c = a + 1\n    return c * b\n"
+    singles = mutants(src, random.Random(0), 1000)
+    both = mutants(src, random.Random(0), 1000, max_order=2)
+    assert [m.code for m in both[: len(singles)]] == [m.code for m in singles]  # single edits come first
+    pairs = both[len(singles) :]
+    assert pairs and all("+" in m.operator and "; " in m.what for m in pairs)
+    keys = [normalized(m.code) for m in both]
+    assert len(set(keys)) == len(keys) and normalized(src) not in keys
+
+    # two separate lines changed at once, which no single edit does
+    def both_lines_changed(code: str) -> bool:
+        lines, orig = code.splitlines(), src.splitlines()
+        return len(lines) == 3 and lines[1] != orig[1] and lines[2] != orig[2]
+
+    assert not any(both_lines_changed(m.code) for m in singles)
+    assert any(both_lines_changed(m.code) for m in pairs)
+    for m in pairs:
+        a, b = m.operator.split("+")
+        assert a in OPERATORS and b in OPERATORS
+        ast.parse(m.code)
+    with pytest.raises(ValueError, match="max_order"):
+        mutants(src, random.Random(0), 1, max_order=3)

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import gzip
 import json
 import logging
+from pathlib import Path
+
+import pytest
 
 from next_jax.data import readers
 
@@ -61,3 +65,62 @@ def test_malformed_records_are_reported_with_location_and_skipped(tmp_path, capl
     assert [i.line for i in loaded.issues] == [2, 3, 4]
     assert "empty test_list" in loaded.issues[1].reason and "SyntaxError" in loaded.issues[2].reason
     assert f"{path}:2" in caplog.text  # logged, not silent
+
+
+def _first_record(path) -> dict:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return json.loads(f.readline())
+
+
+# Per reader: its file, and malformed variants of a good record with the reason each must be reported under.
+MALFORMED = {
+    "humaneval": (
+        readers.read_humaneval,
+        "humaneval/HumanEval.jsonl.gz",
+        [
+            (lambda r: {**r, "entry_point": 3}, "TypeError"),
+            (lambda r: {k: v for k, v in r.items() if k != "test"}, "KeyError"),
+        ],
+    ),
+    "humanevalfix": (
+        readers.read_humanevalfix,
+        "humanevalfix/humanevalpack.jsonl",
+        [
+            (lambda r: {**r, "buggy_solution": "    return (\n"}, "SyntaxError"),
+            (lambda r: {k: v for k, v in r.items() if k != "bug_type"}, "KeyError"),
+        ],
+    ),
+    "evalplus": (
+        readers.read_evalplus,
+        "evalplus/HumanEvalPlus.jsonl.gz",
+        [
+            (lambda r: {**r, "plus_input": [1, 2]}, "TypeError"),
+            (lambda r: {**r, "base_input": "[[1], [2"}, "JSONDecodeError"),
+            (lambda r: {**r, "atol": "tight"}, "ValueError"),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_every_reader_reports_malformed_records_with_location_and_skips_them(
+    name, data_dir, tmp_path, caplog
+):
+    read, rel, variants = MALFORMED[name]
+    good = _first_record(data_dir / rel)
+    lines = [json.dumps(good).encode(), b"[1, 2]", b'{"task_id": "cut', b'{"prompt": "\xff\xfe"}']
+    lines += [json.dumps(bad(good)).encode() for bad, _ in variants]
+    lines.append(json.dumps(good).encode())
+    path = tmp_path / Path(rel).name  # same compression as upstream
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as f:
+        f.write(b"\n".join(lines) + b"\n")
+    with caplog.at_level(logging.WARNING):
+        loaded = read(path)
+    assert len(loaded.records) == 2 and loaded.records[0] == loaded.records[1]
+    assert [i.line for i in loaded.issues] == list(range(2, len(lines)))
+    reasons = ["expected a JSON object", "JSONDecodeError", "UnicodeDecodeError"] + [r for _, r in variants]
+    for issue, reason in zip(loaded.issues, reasons, strict=True):
+        assert reason in issue.reason and issue.path == str(path)
+        assert str(issue) in caplog.text  # logged with file and line, not dropped silently

@@ -30,7 +30,7 @@ def repair_root(tmp_path_factory) -> Path:
             problems, mbpp_r.MutatedBugs(per_problem=6, seed=0), pool, cap_per_problem=2
         )
         hefix = build_hefix_plus(fix, plus, pool, max_plus_inputs=2)
-    for name, exs in built.items():
+    for name, exs in built.splits.items():
         write_examples(root / "mbpp_r" / f"{name}.jsonl", exs)
     write_examples(root / "hefix_plus" / "test.jsonl", hefix)
     return root
