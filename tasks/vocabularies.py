@@ -13,8 +13,6 @@ import gin
 import seqio
 import tensorflow as tf
 
-from next_jax.data.vocab import HfTokenizerVocabulary
-
 
 @gin.configurable
 def get_vocabulary(
@@ -39,6 +37,9 @@ def _cached(kind: str, sp_model: str | None, hf_path: str | None, hf_eos: str | 
     if kind == "hf":
         if not hf_path:
             raise ValueError("vocabulary kind 'hf' needs get_vocabulary.hf_tokenizer (a tokenizer.json)")
+        # The one HF vocabulary, imported only when asked (its package imports jax).
+        from next_jax.models.hf_vocab import HfTokenizerVocabulary
+
         return HfTokenizerVocabulary(hf_path, eos_token=hf_eos, extra_ids=extra_ids)
     raise ValueError(f"unknown vocabulary kind {kind!r}; expected byte, sentencepiece or hf")
 

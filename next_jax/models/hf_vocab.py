@@ -26,7 +26,7 @@ class HfTokenizerVocabulary(seqio.Vocabulary):
     Encoding adds no special tokens (seqio appends EOS itself). Decoding drops special tokens. The TF ops run
     the same Python tokenizer through `tf.numpy_function`, so they work inside tf.data pipelines but are not
     serialisable into a SavedModel. Special ids come from the arguments, else `tokenizer_config.json`
-    next to the file, else the model's `config.json`.
+    next to the file, else the model's `config.json`. ``eos_token`` names the EOS token by its text instead.
     """
 
     def __init__(
@@ -37,6 +37,7 @@ class HfTokenizerVocabulary(seqio.Vocabulary):
         bos_id: int | None = None,
         unk_id: int | None = None,
         pad_id: int | None = None,
+        eos_token: str | None = None,
         extra_ids: int = 0,
     ):
         self.tokenizer_file = str(tokenizer_file)
@@ -54,6 +55,10 @@ class HfTokenizerVocabulary(seqio.Vocabulary):
                 found = found[0] if isinstance(found, list) else found
             return found
 
+        if eos_token is not None:  # named by its text (e.g. from gin): it must exist
+            eos_id = self._tokenizer.token_to_id(eos_token)
+            if eos_id is None:
+                raise ValueError(f"eos token {eos_token!r} is not in {self.tokenizer_file}")
         self._eos_id = pick(eos_id, "eos")
         self._bos_id = pick(bos_id, "bos")
         self._unk_id = pick(unk_id, "unk")
@@ -102,8 +107,9 @@ class HfTokenizerVocabulary(seqio.Vocabulary):
         return ids[: ids.index(self.eos_id)] if self.eos_id in ids else ids
 
     def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
-        def encode(text: np.ndarray) -> np.ndarray:
-            return np.asarray(self._encode(text.item().decode("utf-8")), dtype=np.int32)
+        def encode(text: np.ndarray | bytes) -> np.ndarray:
+            text = text.item() if isinstance(text, np.ndarray) else text  # 0-d array in a graph, bytes in a dataset
+            return np.asarray(self._encode(text.decode("utf-8")), dtype=np.int32)
 
         ids = tf.numpy_function(encode, [s], tf.int32, stateful=False)
         ids.set_shape([None])

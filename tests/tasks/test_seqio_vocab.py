@@ -12,7 +12,7 @@ import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from next_jax.data.synthetic import generate_synthetic
-from next_jax.data.vocab import HfTokenizerVocabulary
+from next_jax.models.hf_vocab import HfTokenizerVocabulary
 from tasks.vocabularies import get_vocabulary
 
 LENGTHS = {"inputs": 3072, "targets": 512}
