@@ -18,8 +18,8 @@ from __future__ import annotations
 import sys
 import types
 from bisect import bisect_right
-from itertools import accumulate, chain, islice
-from operator import add
+from itertools import accumulate, chain, compress, islice, repeat
+from operator import add, is_
 
 __all__ = ["safe_repr", "type_name"]
 
@@ -71,7 +71,8 @@ def safe_repr(value: object, max_len: int = 200, *, max_depth: int = DEFAULT_MAX
 
 
 _PLAIN = frozenset({int, float, bool, type(None), str})
-_PLAIN_OR_FLAT = _PLAIN | {list, tuple}
+_FLAT = frozenset({list, tuple})
+_PLAIN_OR_FLAT = _PLAIN | _FLAT
 
 
 def _plain(x, base: type, budget: int, depth: int) -> str | None:
@@ -79,33 +80,51 @@ def _plain(x, base: type, budget: int, depth: int) -> str | None:
     level down; None for anything else. That repr runs no user code and prints exactly what the general path
     would (no elision needed), only much faster.
     """
+    found = plain_parts(x, base, budget, depth)
+    return None if found is None else found[0]
+
+
+def plain_parts(x, base: type, budget: int, depth: int = DEFAULT_MAX_DEPTH) -> tuple[str, list, list] | None:
+    """`_plain`'s text with what it printed: the items (keys and values interleaved for a dict) and the
+    lists/tuples among them (whose items are all plain). Lets the tracer build a change check for free.
+    """
+    exact = type(x) is base  # then the type's own C methods are reached directly (faster)
     if base is dict:
         if dict.__len__(x) > budget // 6:
             return None
         items = list(chain.from_iterable(dict.items(x)))
-    elif base.__len__(x) > budget // 2:
+    elif (len(x) if exact else base.__len__(x)) > budget // 2:
         return None
     else:
-        items = list(base.__iter__(x))
+        items = list(x) if exact else list(base.__iter__(x))
     kinds = set(map(type, items))
-    if not kinds <= _PLAIN_OR_FLAT:
-        return None
+    nested: list = _NOTHING
+    strs = items
     if not kinds <= _PLAIN:
-        nested = [item for item in items if type(item) is list or type(item) is tuple]
+        if not kinds <= _PLAIN_OR_FLAT:
+            return None
+        nested = items if kinds <= _FLAT else list(compress(items, map(_FLAT.__contains__, map(type, items))))
         if depth < 2 or sum(map(len, nested)) > budget // 2:
             return None
         inner = list(chain.from_iterable(nested))
-        if not set(map(type, inner)) <= _PLAIN:
+        inner_kinds = set(map(type, inner))
+        if not inner_kinds <= _PLAIN:
             return None  # deeper nesting, or a container holding itself
-        items += inner
-        kinds.update(map(type, inner))
-    if str in kinds and sum([len(item) for item in items if type(item) is str]) > budget:
-        return None  # a long string: repr() would copy it all before the length check
+        strs = items + inner
+        kinds |= inner_kinds
+    if str in kinds:  # a long string: repr() would copy it all before the length check
+        if len(kinds) > 1:
+            strs = compress(strs, map(is_, map(type, strs), repeat(str)))
+        if sum(map(len, strs)) > budget:
+            return None
     try:
-        text = base.__repr__(x)
+        text = repr(x) if exact else base.__repr__(x)
     except ValueError:  # an int too long to print
         return None
-    return text if len(text) <= budget else None
+    return (text, items, nested) if len(text) <= budget else None
+
+
+_NOTHING: list = []  # shared, never mutated: no nested lists/tuples
 
 
 _NUMBERS = frozenset({int, float, bool, type(None)})

@@ -4,6 +4,7 @@ A tracer re-renders every local at every line to spot in-place mutation. `shape_
 built only from builtin scalars and containers, the objects that `safe_repr` could show (each container's
 length and the identities of its visible prefix); `unchanged` then re-checks them at C speed. Identical
 objects in the same places render identically, so an unchanged shape means an unchanged rendering.
+`render_with_shape` gives a value's rendering and shape together, from one pass for the commonest values.
 """
 
 from __future__ import annotations
@@ -11,11 +12,31 @@ from __future__ import annotations
 from itertools import chain, islice
 from operator import is_
 
-from next_jax.execution.saferepr import _COLLECTIONS, DEFAULT_MAX_DEPTH, _stdlib_class
+from next_jax.execution.saferepr import _COLLECTIONS, DEFAULT_MAX_DEPTH, _stdlib_class, plain_parts, safe_repr
 
 IMMUTABLE = ()  # the shape of a value whose rendering cannot change
+# The kids marker of a group shape `(lists, their lengths, all their items, _GROUP)`: exact lists of scalars
+# (a matrix's rows), whose identities are all checked in two C-level passes instead of one Python step each.
+_GROUP = ("group",)
 _SCALAR_TYPES = frozenset({int, float, complex, str, bytes, bool, type(None)})
 _SET_SHAPE_MAX = 512  # sets render sorted, so their visible part is not an iteration prefix: check them whole
+
+
+def render_with_shape(value: object, max_len: int = 200) -> tuple[str, object]:
+    """`(safe_repr(value, max_len), shape_of(value, max_len))`, in one pass for the commonest mutable values."""
+    cls = type(value)
+    if cls is list or cls is tuple:
+        # A list/tuple of plain scalars (or of lists/tuples of them) that safe_repr prints with the builtin
+        # repr: everything printed is an item or an item's item, so they make the whole shape.
+        found = plain_parts(value, cls, max_len if max_len > 8 else 8)
+        if found is not None:
+            text, items, nested = found
+            if not nested or list not in map(type, nested):  # no lists inside: only the items can change
+                return text, (IMMUTABLE if cls is tuple else (value, len(items), items, ()))
+            lists = [kid for kid in nested if type(kid) is list]
+            group = (lists, list(map(len, lists)), list(chain.from_iterable(lists)), _GROUP)
+            return text, (value, len(items), items, (group,))
+    return safe_repr(value, max_len), shape_of(value, max_len)
 
 
 def shape_of(value: object, max_len: int = 200, max_depth: int = DEFAULT_MAX_DEPTH):
@@ -83,6 +104,8 @@ def unchanged(shape) -> bool:
     if shape is IMMUTABLE:
         return True
     value, count, prefix, kids = shape
+    if kids is _GROUP:  # lists of scalars checked at once: their lengths, then all their items in a row
+        return list(map(len, value)) == count and all(map(is_, chain.from_iterable(value), prefix))
     if len(value) != count:
         return False
     if type(prefix) is tuple:  # a mapping: (keys, values)
@@ -91,7 +114,10 @@ def unchanged(shape) -> bool:
     elif not all(map(is_, value, prefix)):
         return False
     for kid in kids:
-        if kid[3] or type(kid[2]) is tuple:
+        if kid[3] is _GROUP:
+            if list(map(len, kid[0])) != kid[1] or not all(map(is_, chain.from_iterable(kid[0]), kid[2])):
+                return False
+        elif kid[3] or type(kid[2]) is tuple:
             if not unchanged(kid):
                 return False
         elif len(kid[0]) != kid[1] or not all(map(is_, kid[0], kid[2])):  # a flat kid, checked inline

@@ -11,8 +11,9 @@ harness, the call expression or the standard library). A `Step` is recorded for
 
 Python's 'line' event fires *before* a line runs, so locals are diffed at the frame's next event and the diff
 is attributed to the line that just ran. Values are compared by their rendered `safe_repr`, so in-place
-mutation (`xs.append(3)`) shows up; identity checks on a value's visible parts (`saferepr.shape_of`) skip
-rendering values that cannot have changed. Comprehension and generator-expression frames (3.11 runs them as
+mutation (`xs.append(3)`) shows up; identity checks skip rendering values that cannot have changed: one per
+local bound to the same immutable object as before, and for containers one per visible part
+(`shapes.render_with_shape` renders a value together with what tells its next change). Comprehension and generator-expression frames (3.11 runs them as
 their own frames) are traced as nested frames whose loop variables are recorded but whose `.0` iterator,
 call and return are not. Lambdas are not traced inside: a lambda is part of the line that calls it (a sort
 key would otherwise add three steps per element), so its effect and any exception it raises show there.
@@ -42,7 +43,7 @@ from types import CodeType
 from typing import Any, NamedTuple
 
 from next_jax.execution.saferepr import safe_repr, type_name
-from next_jax.execution.shapes import IMMUTABLE, shape_of, unchanged
+from next_jax.execution.shapes import IMMUTABLE, render_with_shape, unchanged
 
 __all__ = ["Step", "Trace", "TraceException", "trace_call", "trace_code"]
 
@@ -55,6 +56,7 @@ _YIELD_VALUE = opcode.opmap["YIELD_VALUE"]
 _SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
 _FAST_INT = 10**7  # ints this small render as repr(), whatever max_repr is
 _SKIP = (object(), "", None)  # snapshot entry of a name never reported (a comprehension's `.0` iterator)
+_MISSING = object()
 
 
 class Step(NamedTuple):
@@ -123,6 +125,9 @@ class Trace:
 class _Recorder:
     """Owns the step list and budgets; its `on_call` is the global trace function."""
 
+    __slots__ = ("filename", "max_events", "max_bytes", "max_repr", "root", "previous", "steps", "bytes",
+                 "frames", "stopped", "active", "last_return")
+
     def __init__(self, filename: str, max_events: int, max_bytes: int, max_repr: int, root: Any,
                  previous: Any) -> None:
         self.filename = filename
@@ -131,8 +136,8 @@ class _Recorder:
         self.max_repr = max_repr
         self.root = root  # the frame that evaluates the call: stack walks stop there
         self.previous = previous
+        # (step, line, event, func, depth, frame, changes) tuples; `step` is always the index.
         self.steps: list[tuple] = []
-        self.count = 0
         self.bytes = 0
         self.frames = 0
         self.stopped = False
@@ -149,34 +154,38 @@ class _Recorder:
         if state is not None:  # a suspended generator resumes
             return state.tracer
         try:
-            depth = 0
             parent = frame.f_back
-            while parent is not None and parent is not self.root:
-                found = active.get(parent)
-                if found is not None:
-                    depth = found.depth + 1
-                    break
-                parent = parent.f_back
-            quiet = code.co_name in _COMPREHENSIONS
-            state = _Frame(self, self.frames, code.co_qualname, depth, quiet, code.co_flags & _CO_SUSPENDS)
-            self.frames += 1
+            found = active.get(parent)  # usually called straight from a traced frame
+            if found is None:
+                root = self.root
+                while parent is not None and parent is not root and found is None:
+                    parent = parent.f_back
+                    found = active.get(parent)
+            state = _Frame(self, code, 0 if found is None else found.depth + 1)
             active[frame] = state
-            if quiet:  # a 3.11 comprehension's only argument is its iterator, `.0`
-                state.snap = {".0": _SKIP}
+            if state.quiet:  # a 3.11 comprehension's only argument is its iterator, `.0`
+                state.snap[".0"] = _SKIP
             else:
                 changes, size = state.diff(frame)
-                self.emit(state, frame.f_lineno or 0, "call", changes, size)
+                steps = self.steps
+                count = len(steps)
+                if count >= self.max_events or self.bytes + size > self.max_bytes:
+                    self.stop()
+                else:
+                    steps.append((count, frame.f_lineno or 0, "call", state.func, state.depth, state.ordinal,
+                                  changes))
+                    self.bytes += size
         except Exception:  # noqa: BLE001 - a failing tracer must never change what the program does
             self.stop()
         return None if self.stopped else state.tracer
 
     def emit(self, state: _Frame, line: int, event: str, changes: dict[str, str], size: int) -> None:
-        count = self.count
+        steps = self.steps
+        count = len(steps)
         if count >= self.max_events or self.bytes + size > self.max_bytes:
             self.stop()
             return
-        self.steps.append((count, line, event, state.func, state.depth, state.ordinal, changes))
-        self.count = count + 1
+        steps.append((count, line, event, state.func, state.depth, state.ordinal, changes))
         self.bytes += size
 
     def stop(self) -> None:
@@ -197,110 +206,180 @@ class _Recorder:
 class _Frame:
     """Per-invocation state: the locals snapshot and the line whose effects are not yet recorded."""
 
-    __slots__ = ("rec", "ordinal", "func", "depth", "quiet", "suspends", "snap", "line", "unwinding", "tracer")
+    __slots__ = ("rec", "steps", "max_repr", "ordinal", "func", "depth", "quiet", "suspends", "snap", "still",
+                 "line", "unwinding", "tracer")
 
-    def __init__(self, rec: _Recorder, ordinal: int, func: str, depth: int, quiet: bool, suspends: int):
+    def __init__(self, rec: _Recorder, code: CodeType, depth: int):
         self.rec = rec
-        self.ordinal = ordinal
-        self.func = func
+        self.steps = rec.steps
+        self.max_repr = rec.max_repr
+        self.ordinal = rec.frames
+        rec.frames += 1
+        self.func = code.co_qualname
         self.depth = depth
-        self.quiet = quiet
-        self.suspends = suspends
+        self.quiet = code.co_name in _COMPREHENSIONS
+        self.suspends = code.co_flags & _CO_SUSPENDS
         # name -> (value, rendering, shape): an identical value whose shape is unchanged cannot render
         # differently, so only new, rebound or possibly mutated values get rendered again.
         self.snap: dict[str, tuple] = {}
+        # name -> value for the snapshot's IMMUTABLE entries: while bound to the same object such a local
+        # renders the same, which costs one identity check per line to confirm.
+        self.still: dict[str, Any] = {}
         self.line: int | None = None  # the line that started running and is not yet recorded
         self.unwinding = False  # an exception event has not (yet) been followed by a handler's line
         self.tracer = self.trace  # one bound method, returned to keep tracing this frame
 
     def diff(self, frame: Any) -> tuple[dict[str, str], int]:
         """Locals whose rendering changed since the last snapshot (and their total size); updates it."""
+        still = self.still
         snap = self.snap
         changes: dict[str, str] = {}
         size = 0
-        max_repr = self.rec.max_repr
         for name, value in frame.f_locals.items():
-            old = snap.get(name)
-            if old is not None:
-                if value is old[0]:
-                    shape = old[2]
-                    if shape is IMMUTABLE:
-                        continue
-                    if shape is not None:
-                        if shape[3] or type(shape[2]) is tuple:  # nested, or a dict
-                            if unchanged(shape):
-                                continue
-                        # A flat sequence or set: `unchanged` inlined for the commonest mutable values.
-                        elif len(value) == shape[1] and all(map(is_, value, shape[2])):
-                            continue
-                elif old is _SKIP:
-                    continue
-            cls = type(value)
-            if cls is int and -_FAST_INT < value < _FAST_INT:  # the commonest case, without a call
-                text = repr(value)
-                snap[name] = (value, text, IMMUTABLE)
-            else:
-                text = safe_repr(value, max_repr)
-                snap[name] = (value, text, IMMUTABLE if cls in _SCALARS else shape_of(value, max_repr))
-            if old is None or old[1] != text:
+            if still.get(name, _MISSING) is value:
+                continue
+            text = self.changed(name, value, snap.get(name))
+            if text is not None:
                 changes[name] = text
                 size += len(text)
         return changes, size
+
+    def changed(self, name: str, value: Any, old: tuple | None) -> str | None:
+        """The rendering of a new, rebound or possibly mutated local if it differs from its snapshot `old`."""
+        if old is not None:
+            if value is old[0]:
+                shape = old[2]
+                if shape is IMMUTABLE:
+                    return None
+                if shape is not None:
+                    if shape[3] or type(shape[2]) is tuple:  # nested, or a dict
+                        if unchanged(shape):
+                            return None
+                    # A flat sequence or set: `unchanged` inlined for the commonest mutable values.
+                    elif len(value) == shape[1] and all(map(is_, value, shape[2])):
+                        return None
+            elif old is _SKIP:
+                self.still[name] = value  # never reported, nor looked at again while bound to this object
+                return None
+        cls = type(value)
+        max_repr = self.max_repr
+        if cls in _SCALARS:
+            # Exact builtin scalars print with repr() (no user code) when that fits; the rest via safe_repr.
+            if cls is int and -_FAST_INT < value < _FAST_INT:
+                text = repr(value)  # what safe_repr prints for these, whatever the budget
+            elif cls is int or ((cls is str or cls is bytes) and len(value) > max_repr):
+                text = safe_repr(value, max_repr)  # may be too long to print, or slow to copy
+            else:
+                text = repr(value)
+                if len(text) > max_repr:
+                    text = safe_repr(value, max_repr)
+            shape = IMMUTABLE
+        else:
+            text, shape = render_with_shape(value, max_repr)
+        self.snap[name] = (value, text, shape)
+        if shape is IMMUTABLE:
+            self.still[name] = value
+        else:
+            self.still.pop(name, None)
+        return text if old is None or old[1] != text else None
 
     def close(self, frame: Any) -> None:
         """Record the line that just ran, with the locals it changed."""
         changes, size = self.diff(frame)
         line = self.line
-        rec = self.rec
         if line is None:
             if not changes:
                 return
             line = (frame.f_lineno or 0)
         self.line = None
-        count = rec.count
-        if count >= rec.max_events or rec.bytes + size > rec.max_bytes:
-            rec.stop()
-            return
-        rec.steps.append((count, line, "line", self.func, self.depth, self.ordinal, changes))
-        rec.count = count + 1
-        rec.bytes += size
+        self.rec.emit(self, line, "line", changes, size)
 
     def trace(self, frame: Any, event: str, arg: Any) -> Any:
         """The local trace function of this frame."""
-        rec = self.rec
-        if rec.stopped:
-            return None
         try:
             if event == "line":
-                prev = self.line
-                if prev is None:
+                line = self.line
+                if line is None:
                     self.close(frame)
-                else:  # close(), inlined for the hottest path
-                    changes, size = self.diff(frame)
-                    count = rec.count
-                    if count >= rec.max_events or rec.bytes + size > rec.max_bytes:
+                else:  # close() and diff(), inlined for the hottest path
+                    still = self.still
+                    snap = self.snap
+                    changes = {}
+                    size = 0
+                    for name, value in frame.f_locals.items():
+                        if still.get(name, _MISSING) is value:
+                            continue
+                        old = snap.get(name)
+                        cls = type(value)
+                        # changed(), inlined for the commonest cases: an unchanged flat list, a small int or
+                        # a short string.
+                        if old is not None and value is old[0]:
+                            shape = old[2]
+                            if (shape and not shape[3] and type(shape[2]) is list  # neither None nor IMMUTABLE
+                                    and len(value) == shape[1] and all(map(is_, value, shape[2]))):
+                                continue
+                            text = self.changed(name, value, old)
+                            if text is None:
+                                continue
+                        elif cls is int and -_FAST_INT < value < _FAST_INT:
+                            text = repr(value)  # what safe_repr prints for these, whatever the budget
+                            snap[name] = (value, text, IMMUTABLE)
+                            still[name] = value
+                            if old is not None and old[1] == text:
+                                continue
+                        elif cls is str and len(value) <= self.max_repr:
+                            text = repr(value)  # what safe_repr prints, whenever it fits
+                            if len(text) > self.max_repr:
+                                text = safe_repr(value, self.max_repr)
+                            snap[name] = (value, text, IMMUTABLE)
+                            still[name] = value
+                            if old is not None and old[1] == text:
+                                continue
+                        else:
+                            text = self.changed(name, value, old)
+                            if text is None:
+                                continue
+                        changes[name] = text
+                        size += len(text)
+                    steps = self.steps
+                    count = len(steps)
+                    rec = self.rec
+                    if count >= rec.max_events or (size and rec.bytes + size > rec.max_bytes):
                         rec.stop()
                         return None
-                    rec.steps.append((count, prev, "line", self.func, self.depth, self.ordinal, changes))
-                    rec.count = count + 1
-                    rec.bytes += size
+                    steps.append((count, line, "line", self.func, self.depth, self.ordinal, changes))
+                    if size:
+                        rec.bytes += size
                 self.line = frame.f_lineno
-                self.unwinding = False
+                if self.unwinding:
+                    self.unwinding = False
             elif event == "return":
                 self._on_return(frame, arg)
             elif event == "exception":
                 self.close(frame)
                 self.unwinding = True
+                rec = self.rec
                 text = safe_repr(arg[1], rec.max_repr)
                 rec.emit(self, (frame.f_lineno or 0), "exception", {"__exception__": text}, len(text))
         except Exception:  # noqa: BLE001 - never let a tracer bug alter the traced program
-            rec.stop()
-        # After a stop, None leaves the frame's f_trace cleared (CPython keeps it on None results).
-        return None if rec.stopped else self.tracer
+            self.rec.stop()
+        # After a stop, `tracer` is None, which leaves the frame's f_trace cleared (CPython keeps it on None).
+        return self.tracer
 
     def _on_return(self, frame: Any, value: Any) -> None:
         rec = self.rec
-        self.close(frame)
+        steps = self.steps
+        changes, size = self.diff(frame)  # close(), inlined
+        line = self.line
+        if line is not None or changes:
+            self.line = None
+            count = len(steps)
+            if count >= rec.max_events or rec.bytes + size > rec.max_bytes:
+                rec.stop()
+            else:
+                steps.append((count, frame.f_lineno or 0 if line is None else line, "line", self.func,
+                              self.depth, self.ordinal, changes))
+                rec.bytes += size
         if self.suspends and frame.f_code.co_code[frame.f_lasti] == _YIELD_VALUE:
             if not self.quiet:
                 text = safe_repr(value, rec.max_repr)
@@ -310,18 +389,25 @@ class _Frame:
         self.tracer = None  # break the self <-> bound-method cycle now rather than in a GC pass
         if self.quiet or self.unwinding or rec.stopped:
             return
-        for entry in self.snap.values():  # `return result`: close() has just rendered that very object
+        for entry in self.snap.values():  # `return result`: diff() has just rendered that very object
             if entry[0] is value:
                 text, shape = entry[1], entry[2]
                 break
         else:
-            text = safe_repr(value, rec.max_repr)
-            shape = None
+            if self.depth or type(value) in _SCALARS:
+                text, shape = safe_repr(value, rec.max_repr), IMMUTABLE
+            else:  # the call's result: keep what tells whether trace_code may reuse this rendering
+                text, shape = render_with_shape(value, rec.max_repr)
         if self.depth == 0:
-            if shape is None:
-                shape = IMMUTABLE if type(value) in _SCALARS else shape_of(value, rec.max_repr)
             rec.last_return = (value, text, shape)
-        rec.emit(self, (frame.f_lineno or 0), "return", {"__return__": text}, len(text))
+        count = len(steps)
+        size = len(text)
+        if count >= rec.max_events or rec.bytes + size > rec.max_bytes:
+            rec.stop()
+            return
+        steps.append((count, frame.f_lineno or 0, "return", self.func, self.depth, self.ordinal,
+                      {"__return__": text}))
+        rec.bytes += size
 
 
 def _exception_info(exc: BaseException, filename: str, max_repr: int) -> TraceException:
@@ -373,18 +459,30 @@ def trace_code(code: CodeType, call: str | CodeType, *, max_events: int = 10_000
             value = eval(call_code, namespace)
         finally:
             # Python drops a trace function that raised (e.g. RecursionError on entry): the trace is partial.
-            lost = not rec.stopped and sys.gettrace() != tracer
+            lost = not rec.stopped and sys.gettrace() is not tracer
             sys.settrace(previous)
-            rec.detach()
+            if rec.active:  # frames still traced: the call raised, or a generator was left suspended
+                rec.detach()
     except (Exception, SystemExit) as exc:  # `exc` is deleted on exit, so no traceback cycle is kept
         info = _exception_info(exc, filename, max_repr)
     else:
         # The called function's own return step usually rendered this very object already.
         last_value, last_text, shape = rec.last_return
-        reuse = value is last_value and shape is not None and unchanged(shape)
+        reuse = value is last_value and (shape is IMMUTABLE or (shape is not None and unchanged(shape)))
         returned = last_text if reuse else safe_repr(value, max_repr)
-    steps = tuple(map(_as_step, rec.steps))
-    return Trace(steps, returned, info, rec.stopped or lost)
+    return _new_trace(tuple(map(_as_step, rec.steps)), returned, info, rec.stopped or lost)
+
+
+def _new_trace(steps: tuple[Step, ...], returned: str | None, exception: TraceException | None,
+               truncated: bool) -> Trace:
+    """`Trace(...)` without the frozen dataclass's four `object.__setattr__` calls (a third of a trivial trace)."""
+    trace = object.__new__(Trace)
+    fields = trace.__dict__
+    fields["steps"] = steps
+    fields["returned"] = returned
+    fields["exception"] = exception
+    fields["truncated"] = truncated
+    return trace
 
 
 def trace_call(source: str, call: str, *, max_events: int = 10_000, max_bytes: int = 200_000,
