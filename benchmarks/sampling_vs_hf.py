@@ -3,7 +3,8 @@
 A random Llama-shaped model (the `small` preset's shape by default) is created in transformers, saved,
 and loaded into next_jax, so both sides decode the same float32 network. 8 prompts x 8 samples,
 256-token prompts, 128 new tokens, temperature / top-k / top-p sampling, EOS disabled so that every row
-produces exactly 128 tokens on both sides. Prints tokens/s of each and the ratio (target: >= 3x).
+produces exactly 128 tokens on both sides. Prints tokens/s of each (best of `--repeats`, the two sides
+timed in turns) and the ratio (target: >= 3x).
 
     .venv/bin/python benchmarks/sampling_vs_hf.py [--preset small] [--repeats 2]
 """
@@ -44,12 +45,14 @@ def hf_model_for(preset: str) -> transformers.PreTrainedModel:
     return transformers.AutoModelForCausalLM.from_config(config).eval()
 
 
-def time_best(fn, repeats: int) -> float:
-    best = float("inf")
+def time_interleaved(fns, repeats: int) -> list[float]:
+    """Best wall time of each of `fns`, run in turns so that a change in machine load hits both sides."""
+    best = [float("inf")] * len(fns)
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
     return best
 
 
@@ -103,13 +106,15 @@ def main() -> None:
     start = time.perf_counter()
     ours()  # compile
     compile_s = time.perf_counter() - start
-    theirs_s = time_best(theirs, args.repeats)
-    ours_s = time_best(ours, args.repeats)
+    load_before = os.getloadavg()[0]
+    theirs_s, ours_s = time_interleaved([theirs, ours], args.repeats)
+    load_after = os.getloadavg()[0]
     ratio = theirs_s / ours_s
     params = sum(p.numel() for p in hf_model.parameters())
     print(
         f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, {threads} threads; "
-        f"XLA_FLAGS='{os.environ['XLA_FLAGS']}'; model: {args.preset} ({params / 1e6:.1f}M params, float32)"
+        f"XLA_FLAGS='{os.environ['XLA_FLAGS']}'; model: {args.preset} ({params / 1e6:.1f}M params, float32); "
+        f"1-min load average {load_before:.1f} before, {load_after:.1f} after the timed runs"
     )
     print(
         f"workload: {args.prompts} prompts x {args.samples} samples, {args.prompt_len}-token prompts, "

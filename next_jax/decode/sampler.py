@@ -1,8 +1,8 @@
 """`Sampler`: jitted KV-cache decoding of `num_samples` completions per prompt.
 
-Each prompt is prefilled once; its cache is then repeated `num_samples` times along the batch and all
-rows decode together in one `lax.while_loop` that stops when every row has produced EOS or
-`max_new_tokens` tokens. Prompts are left-padded to a bucketed length so that all rows write the same
+Each prompt is prefilled once; its cache is then shared by its `num_samples` rows (stored once, or
+repeated along the batch with `share_prompt_cache=False`) and all rows decode together in one
+`lax.while_loop` that stops when every row has produced EOS or `max_new_tokens` tokens. Prompts are left-padded to a bucketed length so that all rows write the same
 cache slot each step and few shapes are compiled.
 """
 
@@ -21,6 +21,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from next_jax.decode import prompts as prompts_lib
 from next_jax.decode.sampling import choose_tokens
+from next_jax.models import cache as cache_lib
 from next_jax.models import partitioning
 from next_jax.models.mesh import create_mesh
 
@@ -72,12 +73,14 @@ def _generate(
     eos_ids: tuple[int, ...],
     pad_id: int,
     cache_dtype: jnp.dtype,
+    share_prompt_cache: bool,
     row_sharding: NamedSharding | None,
 ):
     model = nnx.merge(graphdef, state)
     batch, prompt_len = tokens.shape
     positions = jnp.clip(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)
-    cache = model.init_cache(batch, prompt_len + max_new_tokens, dtype=cache_dtype)
+    cache_len = prompt_len if share_prompt_cache else prompt_len + max_new_tokens
+    cache = model.init_cache(batch, cache_len, dtype=cache_dtype)
     if prompt_len > 1:
         # Logits of all but the last prompt token are never read, so XLA drops their output projection.
         _, cache = model(tokens[:, :-1], positions=positions[:, :-1], segment_ids=mask[:, :-1], cache=cache)
@@ -86,7 +89,10 @@ def _generate(
 
     # Share the prompt: sample s of prompt b is row b * num_samples + s.
     rows = batch * num_samples
-    cache = _repeat_rows(cache, num_samples)
+    if share_prompt_cache:
+        cache = cache_lib.share_prefix(cache, num_samples, max_new_tokens)
+    else:
+        cache = _repeat_rows(cache, num_samples)
     logits = jnp.repeat(logits, num_samples, axis=0)
     next_pos = jnp.repeat(positions[:, -1] + 1, num_samples)
     if row_sharding is not None:
@@ -172,6 +178,8 @@ class Sampler:
     """Samples completions from an nnx `Decoder` on a mesh (default: all devices, data parallel).
 
     `eos_id` may be one id or several. `length_buckets` are the padded prompt lengths that get compiled.
+    `share_prompt_cache` keeps one copy of each prompt's keys/values for all its samples (see
+    `cache.SharedPrefixLayerCache`); False repeats the prompt cache into every sample's row instead.
     The model's parameters are placed on `mesh` by their logical axes, so a sharded model stays sharded.
     """
 
@@ -184,12 +192,14 @@ class Sampler:
         mesh: jax.sharding.Mesh | None = None,
         length_buckets: Sequence[int] = prompts_lib.DEFAULT_LENGTH_BUCKETS,
         cache_dtype: jnp.dtype | None = None,
+        share_prompt_cache: bool = True,
     ):
         self.mesh = mesh if mesh is not None else create_mesh()
         self.eos_ids = (int(eos_id),) if np.isscalar(eos_id) else tuple(int(e) for e in eos_id)
         self.pad_id = int(pad_id)
         self.length_buckets = tuple(length_buckets)
         self.cache_dtype = jnp.dtype(cache_dtype or getattr(model, "dtype", jnp.float32))
+        self.share_prompt_cache = bool(share_prompt_cache)
         self._graphdef, state = nnx.split(model)
         self._state = jax.device_put(state, partitioning.named_shardings(state, self.mesh))
         self._state_shardings = jax.tree.map(lambda x: x.sharding, self._state)
@@ -214,6 +224,7 @@ class Sampler:
                 eos_ids=self.eos_ids,
                 pad_id=self.pad_id,
                 cache_dtype=self.cache_dtype,
+                share_prompt_cache=self.share_prompt_cache,
                 row_sharding=self._row_sharding,
             )
             replicated = NamedSharding(self.mesh, PartitionSpec())

@@ -106,3 +106,18 @@ def test_rejects_empty_input(sampler):
         sampler.sample([], max_new_tokens=2)
     with pytest.raises(ValueError):
         sampler.sample([[]], max_new_tokens=2)
+
+
+def test_shared_and_repeated_prompt_caches_agree(tiny_model, sampler):
+    """Sharing each prompt's cache among its samples changes nothing but the memory read per step."""
+    from next_jax.decode.sampler import Sampler
+
+    repeated = Sampler(
+        tiny_model, eos_id=EOS, pad_id=PAD, length_buckets=(8, 16, 32), share_prompt_cache=False
+    )
+    assert sampler.share_prompt_cache and not repeated.share_prompt_cache
+    for kwargs in (dict(temperature=0.0), dict(temperature=1.0, top_k=20, top_p=0.9, seed=2)):
+        a = sampler.sample(PROMPTS, num_samples=3, max_new_tokens=10, **kwargs)
+        b = repeated.sample(PROMPTS, num_samples=3, max_new_tokens=10, **kwargs)
+        np.testing.assert_array_equal(a.tokens, b.tokens)
+        np.testing.assert_allclose(a.logprobs, b.logprobs, atol=2e-5)

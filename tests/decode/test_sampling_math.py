@@ -87,3 +87,16 @@ def test_top_k_then_top_p_over_candidates():
     # top-3 = {1, 3, 2}; renormalised 0.526, 0.316, 0.158; top-p 0.6 keeps {1, 3}.
     assert counts[0] == counts[2] == 0
     assert counts[1] == pytest.approx(0.625, abs=0.03)
+
+
+@pytest.mark.parametrize("top_k", [0, 5])
+def test_choose_tokens_argmax_and_log_probs_with_and_without_top_k(top_k):
+    """With top-k, the argmax and the log-normaliser come from the candidates; ties go to the lowest id."""
+    logits = jnp.floor(jax.random.normal(jax.random.key(4), (16, 300)) * 2)  # many ties at the maximum
+    keys = jax.random.split(jax.random.key(5), 16)
+    tokens, log_probs = choose_tokens(keys, logits, temperature=0.0, top_k=top_k)
+    assert tokens.tolist() == np.argmax(np.asarray(logits), axis=-1).tolist()
+    expected = jax.nn.log_softmax(logits)[jnp.arange(16), tokens]
+    np.testing.assert_allclose(log_probs, expected, rtol=1e-6, atol=1e-6)
+    _, sampled_log_probs = choose_tokens(keys, logits, temperature=1.0, top_k=top_k)
+    assert np.all(np.asarray(sampled_log_probs) <= 0)
