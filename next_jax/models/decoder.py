@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -10,7 +12,7 @@ from next_jax.models import cache as cache_lib
 from next_jax.models.attention import Attention
 from next_jax.models.cache import Cache
 from next_jax.models.config import DecoderConfig
-from next_jax.models.layers import MLP, Embedder, KeyStream, Norm, fan_in_init, param
+from next_jax.models.layers import MLP, Embedder, KeyStream, Norm, dense, fan_in_init, param
 from next_jax.models.partitioning import constrain
 
 _RESIDUAL = ("batch", "length", "embed")
@@ -31,11 +33,13 @@ class Block(nnx.Module):
         x: jax.Array,
         positions: jax.Array,
         mask: jax.Array,
-        layer_cache: cache_lib.LayerCache | None,
+        layer_cache: cache_lib.AnyLayerCache | None,
         index: jax.Array | None,
-    ) -> tuple[jax.Array, cache_lib.LayerCache | None]:
+        *,
+        causal: bool = False,
+    ) -> tuple[jax.Array, cache_lib.AnyLayerCache | None]:
         h = self.attn_norm(x)
-        attn, layer_cache = self.attn(h, positions, mask, layer_cache, index)
+        attn, layer_cache = self.attn(h, positions, mask, layer_cache, index, causal=causal)
         if self.mlp_norm is None:
             x = x + attn + self.mlp(h)
         else:
@@ -44,12 +48,14 @@ class Block(nnx.Module):
         return constrain(x, _RESIDUAL), layer_cache
 
 
-def _block_forward(block: Block, x, positions, mask, layer_cache, index):
-    return block(x, positions, mask, layer_cache, index)
+def _layer_forward(*, causal: bool, remat: bool) -> Callable:
+    """`forward(block, x, positions, mask, layer_cache, index)`; with `remat`, activations inside the layer
+    are recomputed in the backward pass (a closure, as nnx.remat takes positional arguments only)."""
 
+    def forward(block: Block, x, positions, mask, layer_cache, index):
+        return block(x, positions, mask, layer_cache, index, causal=causal)
 
-# Rematerialised layer for training: activations inside a layer are recomputed in the backward pass.
-_remat_block_forward = nnx.remat(_block_forward)
+    return nnx.remat(forward) if remat else forward
 
 
 class Decoder(nnx.Module):
@@ -112,7 +118,7 @@ class Decoder(nnx.Module):
                 logits = logits / jnp.sqrt(jnp.float32(self.config.embed_dim))
         else:
             kernel = self.lm_head.get_value().astype(self.dtype)
-            logits = jnp.einsum("ble,ev->blv", x, kernel, preferred_element_type=jnp.float32)
+            logits = dense(x, kernel, out_dtype=jnp.float32)
         return constrain(logits, ("batch", "length", "vocab"))
 
     def __call__(
@@ -146,7 +152,10 @@ class Decoder(nnx.Module):
         masks = self._masks(tokens, segment_ids, prefix_mask, cache, key_mask)
 
         x = constrain(self.embedder.encode(tokens), _RESIDUAL)
-        forward = _remat_block_forward if (self.config.remat and cache is None) else _block_forward
+        # Without a prefix-LM mask or a cache, no query sees a later key: attention may skip future blocks.
+        forward = _layer_forward(
+            causal=prefix_mask is None and cache is None, remat=self.config.remat and cache is None
+        )
         new_layers = []
         for i, block in enumerate(self.layers):
             layer_cache = None if cache is None else cache.layers[i]

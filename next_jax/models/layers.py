@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -12,6 +13,58 @@ from next_jax.models.config import DecoderConfig
 from next_jax.models.partitioning import constrain
 
 Initializer = jax.nn.initializers.Initializer
+
+
+def dense(
+    x: jax.Array, kernel: jax.Array, *, transposed: bool = False, out_dtype: jnp.dtype | None = None
+) -> jax.Array:
+    """`x` `[..., K]` times `kernel` `[K, N]` (`[N, K]` if `transposed`) -> `[..., N]`, in `out_dtype`.
+
+    The values are those of the plain matmul; only the form of the kernel gradient differs. Autodiff writes
+    it as a contraction over all leading axes of `x` and of the output gradient `g`, for which XLA:CPU
+    transposes one `[tokens, width]` operand into a copy (or falls back to a slower matmul). Which one it
+    picks is up to XLA; here the product is written with the *narrower* operand transposed (`x^T g`, or
+    `(g^T x)^T` when `x` is the wider), so the copy is the small one: the tied output projection then no
+    longer transposes the `[tokens, vocab]` logits gradient, and an MLP's down-projection no longer
+    transposes its `[tokens, mlp]` hidden layer. (About 20% less CPU time for a `small` MLP block's
+    forward and backward, measured.)
+    """
+    dtype = jnp.promote_types(x.dtype, kernel.dtype)
+    return _dense(x.astype(dtype), kernel.astype(dtype), transposed, out_dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _dense(x: jax.Array, kernel: jax.Array, transposed: bool, out_dtype: jnp.dtype | None) -> jax.Array:
+    return _matmul(x, kernel, transposed, out_dtype)
+
+
+def _matmul(x: jax.Array, kernel: jax.Array, transposed: bool, out_dtype: jnp.dtype | None) -> jax.Array:
+    dims = (((x.ndim - 1,), (1 if transposed else 0,)), ((), ()))
+    return jax.lax.dot_general(x, kernel, dims, preferred_element_type=out_dtype)
+
+
+def _dense_fwd(x, kernel, transposed, out_dtype):
+    return _matmul(x, kernel, transposed, out_dtype), (x, kernel)
+
+
+def _dense_bwd(transposed, out_dtype, residuals, g):
+    x, kernel = residuals
+    # As autodiff does: same-dtype operands multiply in their dtype, a float32 gradient against bf16
+    # operands (the logits) accumulates in float32; results are cast back to the primal dtypes.
+    acc = None if g.dtype == x.dtype else jnp.float32
+    dx_dims = (((g.ndim - 1,), (0 if transposed else 1,)), ((), ()))
+    dx = jax.lax.dot_general(g, kernel, dx_dims, preferred_element_type=acc)
+    lead = tuple(range(x.ndim - 1))
+    if x.shape[-1] <= g.shape[-1]:
+        d_kernel = jax.lax.dot_general(x, g, ((lead, lead), ((), ())), preferred_element_type=acc)  # [K, N]
+        d_kernel = d_kernel.T if transposed else d_kernel
+    else:
+        d_kernel = jax.lax.dot_general(g, x, ((lead, lead), ((), ())), preferred_element_type=acc)  # [N, K]
+        d_kernel = d_kernel if transposed else d_kernel.T
+    return dx.astype(x.dtype), d_kernel.astype(kernel.dtype)
+
+
+_dense.defvjp(_dense_fwd, _dense_bwd)
 
 
 class KeyStream:
@@ -104,7 +157,7 @@ class Embedder(nnx.Module):
     def attend(self, x: jax.Array) -> jax.Array:
         """Logits `x @ embedding.T` accumulated in float32."""
         table = self.embedding.get_value().astype(self.dtype)
-        return jnp.einsum("ble,ve->blv", x, table, preferred_element_type=jnp.float32)
+        return dense(x, table, transposed=True, out_dtype=jnp.float32)
 
 
 _GATES = {
@@ -131,7 +184,7 @@ class MLP(nnx.Module):
         self.dtype = dtype
 
     def _dense(self, x: jax.Array, kernel: nnx.Param, bias: nnx.Param | None) -> jax.Array:
-        y = x @ kernel.get_value().astype(self.dtype)
+        y = dense(x, kernel.get_value().astype(self.dtype))
         return y if bias is None else y + bias.get_value().astype(self.dtype)
 
     def __call__(self, x: jax.Array) -> jax.Array:

@@ -41,13 +41,15 @@ class TrainState:
 def make_loss_fn(
     graphdef: nnx.GraphDef, params_template: nnx.State, rest: nnx.State, z_loss: float
 ) -> Callable:
-    """`loss_fn(params, batch) -> (loss_sum, LossSums)` running the decoder described by `graphdef`.
+    """`loss_fn(params, batch, scale=1.0) -> (scale * loss_sum, LossSums)` running the decoder described by
+    `graphdef`.
 
     `params_template` gives the nnx State structure the pure-dict `params` are poured into; `rest` holds
-    the model's non-parameter state, which training does not change.
+    the model's non-parameter state, which training does not change. `scale` (the train step passes
+    1 / total target weight) normalises the differentiated loss, so gradients come out already divided.
     """
 
-    def loss_fn(params: dict, batch: Batch) -> tuple[jax.Array, LossSums]:
+    def loss_fn(params: dict, batch: Batch, scale: jax.Array | float = 1.0) -> tuple[jax.Array, LossSums]:
         state = nnx.State(params_template)  # shallow copy: replace_by_pure_dict mutates in place
         nnx.replace_by_pure_dict(state, params)
         model = nnx.merge(graphdef, state, rest)
@@ -59,7 +61,7 @@ def make_loss_fn(
         sums = cross_entropy_sums(
             logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"], z_loss=z_loss
         )
-        return sums.loss, sums
+        return sums.loss * scale, sums
 
     return loss_fn
 
@@ -89,27 +91,28 @@ def make_train_step(
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
     """A pure `train_step(state, batch) -> (state, metrics)` (jit it with shardings; see `Trainer`).
 
-    Gradients are summed over microbatches in float32 and divided once by the total target-token weight,
-    so the update equals the one from the whole batch at once (up to float summation order).
+    The differentiated loss is divided by the whole batch's target-token weight up front (it is known from
+    `decoder_loss_weights` before the forward pass), so microbatch gradients summed in float32 equal the
+    whole-batch gradient (up to float summation order), and no separate pass divides the gradients: XLA:CPU
+    would fuse that division into the weight-gradient matmuls, which slows its matmul library down.
     """
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+        denom = jnp.maximum(jnp.sum(batch["decoder_loss_weights"].astype(jnp.float32)), 1.0)
         if num_microbatches == 1:
-            (_, sums), grads = grad_fn(state.params, batch)
+            (_, sums), grads = grad_fn(state.params, batch, 1.0 / denom)
         else:
             micro = split_microbatches(batch, num_microbatches)
             zero_grads = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)
 
             def accumulate(carry, mb):
                 grads_acc, sums_acc = carry
-                (_, sums), grads = grad_fn(state.params, mb)
+                (_, sums), grads = grad_fn(state.params, mb, 1.0 / denom)
                 grads_acc = jax.tree.map(lambda a, g: a + g.astype(jnp.float32), grads_acc, grads)
                 return (grads_acc, add_sums(sums_acc, sums)), None
 
             (grads, sums), _ = jax.lax.scan(accumulate, (zero_grads, zero_sums()), micro)
-        denom = jnp.maximum(sums.weight, 1.0)
-        grads = jax.tree.map(lambda g: g / denom, grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {
