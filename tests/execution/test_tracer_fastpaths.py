@@ -8,8 +8,8 @@ import textwrap
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_saferepr import general_safe_repr  # a sibling module: tests/ holds no packages
 
-from next_jax.execution import saferepr
 from next_jax.execution.saferepr import safe_repr
 from next_jax.execution.shapes import render_with_shape, unchanged
 from next_jax.execution.tracer import trace_call
@@ -35,13 +35,7 @@ _VALUES = (st.lists(_SCALAR, max_size=120) | st.tuples(_SCALAR, _SCALAR)
 @given(value=_VALUES, max_len=st.integers(1, 300))
 def test_render_with_shape_prints_what_the_general_path_prints(value, max_len):
     text, _ = render_with_shape(value, max_len)
-    saved = saferepr._plain, saferepr._numbers_prefix
-    saferepr._plain = saferepr._numbers_prefix = lambda *args: None
-    try:
-        slow = safe_repr(value, max_len)
-    finally:
-        saferepr._plain, saferepr._numbers_prefix = saved
-    assert text == slow
+    assert text == general_safe_repr(value, max_len)
 
 
 def _mutations(value) -> list:
