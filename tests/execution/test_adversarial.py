@@ -22,32 +22,34 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from hostile_programs import (  # a sibling module: tests/ holds no packages
-    AGGREGATE_MEMORY,
+from hostile_escapes import (  # sibling modules: tests/ holds no packages
     CHEAT_FROM_SITE_PACKAGES,
-    CONTAMINATE,
-    DAEMON,
     DISK_FILL,
     FILESYSTEM,
-    FORGE_FRAMES,
-    FORK_BOMB,
     KILL_HOST_PIDS,
-    MONKEYPATCH,
     NETWORK,
-    PREDICT_JUDGE_RANDOMNESS,
     RAISE_RLIMITS,
-    READ_REQUESTS,
     READ_SHARED_DATA,
     RUN_COMMANDS,
-    SEE_CONTAMINATION,
-    SHADOW_BUILTINS,
     SIBLING_CONNECT,
     SIBLING_LISTENER,
+    UNIX_PATH_CONNECT,
+)
+from hostile_programs import (
+    AGGREGATE_MEMORY,
+    CONTAMINATE,
+    DAEMON,
+    FORGE_FRAMES,
+    FORK_BOMB,
+    MONKEYPATCH,
+    PREDICT_JUDGE_RANDOMNESS,
+    READ_REQUESTS,
+    SEE_CONTAMINATION,
+    SHADOW_BUILTINS,
     SIGNALS_BLOCKED_LOOP,
     THREAD_SCRIBBLES_CHANNEL,
     THREADS_LEFT_RUNNING,
     TRICKY_VALUES,
-    UNIX_PATH_CONNECT,
 )
 
 from next_jax.execution import plain, session
