@@ -12,7 +12,8 @@ from __future__ import annotations
 from itertools import chain, islice
 from operator import is_
 
-from next_jax.execution.saferepr import _COLLECTIONS, DEFAULT_MAX_DEPTH, _stdlib_class, plain_parts, safe_repr
+from next_jax.execution.plainrepr import plain_parts
+from next_jax.execution.saferepr import _COLLECTIONS, DEFAULT_MAX_DEPTH, _stdlib_class, safe_repr
 
 IMMUTABLE = ()  # the shape of a value whose rendering cannot change
 # The kids marker of a group shape `(lists, their lengths, all their items, _GROUP)`: exact lists of scalars
@@ -28,7 +29,7 @@ def render_with_shape(value: object, max_len: int = 200) -> tuple[str, object]:
     if cls is list or cls is tuple:
         # A list/tuple of plain scalars (or of lists/tuples of them) that safe_repr prints with the builtin
         # repr: everything printed is an item or an item's item, so they make the whole shape.
-        found = plain_parts(value, cls, max_len if max_len > 8 else 8)
+        found = plain_parts(value, cls, max_len if max_len > 8 else 8, DEFAULT_MAX_DEPTH)
         if found is not None:
             text, items, nested = found
             if not nested or list not in map(type, nested):  # no lists inside: only the items can change
