@@ -20,20 +20,40 @@ def top_k_mask(logits: jax.Array, k: int) -> jax.Array:
     return jnp.where(logits < kth, NEG_INF, logits)
 
 
-def top_p_mask(logits: jax.Array, p: float | jax.Array) -> jax.Array:
+# Top-p over a large vocabulary first looks at this many most likely tokens: when they already hold probability
+# p (nearly always, for a trained model), the nucleus is inside them and no full sort of the row is needed.
+TOP_P_PREFIX = 256
+
+
+def top_p_mask(logits: jax.Array, p: float | jax.Array, prefix: int = TOP_P_PREFIX) -> jax.Array:
     """Logits outside the smallest set of most likely tokens whose probability reaches `p`, set to NEG_INF.
 
-    The most likely token always survives, so p -> 0 degenerates to greedy rather than to nothing.
+    The most likely token always survives, so p -> 0 degenerates to greedy rather than to nothing. Rows of more
+    than 2 * `prefix` tokens are decided from their `prefix` largest logits (`lax.top_k`) whenever every row's
+    nucleus closes inside them (exactly: tokens past the prefix all have at least the prefix's mass before them);
+    otherwise, and for short rows, from a full sort.
     """
-    sorted_logits = jnp.sort(logits, axis=-1)[..., ::-1]
-    probs = jax.nn.softmax(sorted_logits, axis=-1)
+
+    def full_sort() -> jax.Array:
+        sorted_logits = jnp.sort(logits, axis=-1)[..., ::-1]
+        return _nucleus_threshold(sorted_logits, jax.nn.softmax(sorted_logits, axis=-1), p)
+
+    if logits.shape[-1] <= 2 * prefix:
+        threshold = full_sort()
+    else:
+        head = jax.lax.top_k(logits, prefix)[0]
+        probs = jnp.exp(head - jax.nn.logsumexp(logits, axis=-1, keepdims=True))
+        inside = jnp.all(jnp.sum(probs, axis=-1) >= p)
+        threshold = jax.lax.cond(inside, lambda: _nucleus_threshold(head, probs, p), full_sort)
+    return jnp.where(logits < threshold, NEG_INF, logits)
+
+
+def _nucleus_threshold(sorted_logits: jax.Array, probs: jax.Array, p: float | jax.Array) -> jax.Array:
+    """The smallest kept logit, from logits sorted in descending order and their probabilities."""
     # Probability mass strictly before each sorted position; a token is kept while that is < p.
     mass_before = jnp.cumsum(probs, axis=-1) - probs
-    keep = mass_before < p
-    keep = keep.at[..., 0].set(True)
-    # The smallest kept logit is the threshold; everything below it goes.
-    threshold = jnp.min(jnp.where(keep, sorted_logits, jnp.inf), axis=-1, keepdims=True)
-    return jnp.where(logits < threshold, NEG_INF, logits)
+    keep = (mass_before < p).at[..., 0].set(True)
+    return jnp.min(jnp.where(keep, sorted_logits, jnp.inf), axis=-1, keepdims=True)
 
 
 def filter_logits(

@@ -100,3 +100,16 @@ def test_choose_tokens_argmax_and_log_probs_with_and_without_top_k(top_k):
     np.testing.assert_allclose(log_probs, expected, rtol=1e-6, atol=1e-6)
     _, sampled_log_probs = choose_tokens(keys, logits, temperature=1.0, top_k=top_k)
     assert np.all(np.asarray(sampled_log_probs) <= 0)
+
+
+@pytest.mark.parametrize("p", [0.5, 0.9, 0.999999])
+def test_top_p_on_a_large_vocabulary_equals_the_full_sort(p):
+    """Rows longer than 2 * prefix take the top-k prefix when the nucleus closes inside it, else the full sort:
+    the kept sets must equal the full sort's either way (peaked rows close early, flat rows need the fallback)."""
+    rng = np.random.default_rng(1)
+    peaked = rng.normal(size=(4, 3000)).astype(np.float32) * 6
+    flat = rng.normal(size=(4, 3000)).astype(np.float32) * 0.1
+    for logits in (peaked, flat, np.concatenate([peaked[:2], flat[:2]])):
+        got = _kept(jax.jit(top_p_mask, static_argnames="prefix")(jnp.asarray(logits), p, prefix=64))
+        want = _kept(top_p_mask(jnp.asarray(logits), p, prefix=10_000))  # 2 * prefix > vocab: full sort
+        assert got == want
