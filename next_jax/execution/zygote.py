@@ -54,7 +54,7 @@ class _Tracked:
     pid: int
     pidfd: int
     status: int
-    kill: int  # -1 once the child has been killed
+    kill: int  # -1 once closed (the child was killed, or reaped first)
     uid: int
 
 
@@ -130,14 +130,17 @@ class _Server:
     def serve(self) -> None:
         try:
             while True:
-                for fd, _ in self.poller.poll():
+                # Every event is tied to its child before any is handled: handling one closes descriptors whose
+                # numbers a spawn in the same batch may reuse, and a stale event must not reach the new child.
+                owners = [(fd, self.by_kill.get(fd), self.by_pidfd.get(fd)) for fd, _ in self.poller.poll()]
+                for fd, to_kill, to_reap in owners:
                     if fd == self.control.fileno():
                         if not self._request():
                             return
-                    elif fd in self.by_kill:
-                        self._kill(self.by_kill[fd])
-                    elif fd in self.by_pidfd:
-                        self._reap(self.by_pidfd[fd])
+                    elif to_kill is not None and to_kill.kill == fd:
+                        self._kill(to_kill)
+                    elif to_reap is not None and to_reap.pidfd == fd:
+                        self._reap(to_reap)
         finally:
             for tracked in list(self.by_pidfd.values()):
                 self._kill(tracked)
@@ -200,10 +203,11 @@ class _Server:
     def _kill(self, tracked: _Tracked) -> None:
         if tracked.kill < 0:
             return
-        try:
-            signal.pidfd_send_signal(tracked.pidfd, signal.SIGKILL)
-        except OSError:
-            pass  # already gone
+        if tracked.pidfd >= 0:  # not reaped yet
+            try:
+                signal.pidfd_send_signal(tracked.pidfd, signal.SIGKILL)
+            except OSError:
+                pass  # already gone
         self.poller.unregister(tracked.kill)
         del self.by_kill[tracked.kill]
         os.close(tracked.kill)
@@ -229,9 +233,11 @@ class _Server:
             self.poller.unregister(tracked.kill)
             del self.by_kill[tracked.kill]
             os.close(tracked.kill)
+            tracked.kill = -1
         self.poller.unregister(tracked.pidfd)
         del self.by_pidfd[tracked.pidfd]
         os.close(tracked.pidfd)
+        tracked.pidfd = -1
         os.close(tracked.status)
 
 
