@@ -50,6 +50,8 @@ class Child:
 
     def _status_line(self, deadline: float) -> dict | None:
         while b"\n" not in self._status_buf:
+            if self._status < 0:  # released without waiting (close_async): the report is gone
+                return None
             left = deadline - time.monotonic()
             poller = select.poll()
             poller.register(self._status, select.POLLIN | select.POLLHUP)
