@@ -26,6 +26,7 @@ from next_jax.data.example import Provenance, RepairExample
 from next_jax.data.mutation import iter_mutants, normalized
 from next_jax.data.parsing import parse_completion
 from next_jax.data.readers import MbppProblem, default_data_dir, read_mbpp
+from next_jax.execution import astparse
 from next_jax.execution.verdict import Candidate, Verdict
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def strip_top_level_checks(code: str) -> str:
     fail at import and pass for a bug. Definitions, imports and assignments stay.
     """
     try:
-        body = ast.parse(code).body
+        body = astparse.parse(code).body
     except SyntaxError:
         return code
     drop: set[int] = set()

@@ -21,6 +21,7 @@ import random
 from collections.abc import Iterator, Sequence
 
 from next_jax.data.mutation_operators import OPERATORS, Edit, Source
+from next_jax.execution import astparse
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +50,7 @@ def candidate_edits(source: str, operators: Sequence[str] | None = None) -> list
 def normalized(code: str) -> str:
     """Code with comments, docstring-free layout and whitespace normalised (for deduplication)."""
     try:
-        return ast.unparse(ast.parse(code))
+        return ast.unparse(astparse.parse(code))
     except SyntaxError:
         return " ".join(code.split())
 
@@ -88,7 +89,7 @@ def iter_mutants(
 
     def fresh(code: str) -> bool:
         try:
-            key = ast.unparse(ast.parse(code))
+            key = ast.unparse(astparse.parse(code))
         except SyntaxError:
             return False
         if key in seen:

@@ -12,6 +12,8 @@ import copy
 import dataclasses
 from collections.abc import Callable, Iterator
 
+from next_jax.execution import astparse
+
 _BINOP_SWAPS: dict[type, tuple[type, ...]] = {
     ast.Add: (ast.Sub,),
     ast.Sub: (ast.Add,),
@@ -57,7 +59,7 @@ class Source:
         self.starts = [0]
         for line in self.lines:
             self.starts.append(self.starts[-1] + len(line))
-        self.tree = ast.parse(source)
+        self.tree = astparse.parse(source)
         self.parents: dict[ast.AST, ast.AST] = {}
         for node in ast.walk(self.tree):
             for child in ast.iter_child_nodes(node):

@@ -18,9 +18,10 @@ drops trailing prose), prose after the closing fence (ignored).
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import re
+
+from next_jax.execution import astparse
 
 PARSE_OK = "ok"
 PARSE_EMPTY = "parse_empty"
@@ -76,7 +77,7 @@ def _blocks(lines: list[str]) -> list[_Block]:
 
 def _parses(code: str) -> bool:
     try:
-        ast.parse(code)
+        astparse.parse(code)
     except (SyntaxError, ValueError):  # ValueError: null bytes
         return False
     return True

@@ -29,6 +29,7 @@ from typing import Any
 from next_jax.data.example import RepairExample
 from next_jax.data.parsing import FIX_HEADER
 from next_jax.data.trace_cache import TraceFn
+from next_jax.execution import astparse
 from next_jax.execution.render import render
 from next_jax.execution.tracer import Trace, trace_call
 
@@ -85,7 +86,7 @@ def pool_tracer(pool: Any, **budgets: int) -> TraceFn:
 def call_of_test(test: str, entry_point: str) -> str | None:
     """The outermost call of `entry_point` in a test statement, as written; None if there is none."""
     try:
-        tree = ast.parse(test)
+        tree = astparse.parse(test)
     except SyntaxError:
         return None
     for node in ast.walk(tree):  # breadth-first, so the outermost call is found first

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from next_jax.execution import astparse
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -161,8 +163,8 @@ def _str_list(rec: dict[str, Any], key: str) -> tuple[str, ...]:
 
 def mbpp_entry_point(code: str, test: str) -> str:
     """The function of `code` that `test` calls (the outermost such call)."""
-    defined = {n.name for n in ast.walk(ast.parse(code)) if isinstance(n, ast.FunctionDef | ast.ClassDef)}
-    for node in ast.walk(ast.parse(test)):  # breadth-first: the outermost call comes first
+    defined = {n.name for n in ast.walk(astparse.parse(code)) if isinstance(n, ast.FunctionDef | ast.ClassDef)}
+    for node in ast.walk(astparse.parse(test)):  # breadth-first: the outermost call comes first
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in defined:
             return node.func.id
     raise ValueError("no function defined in the solution is called by its first test")
@@ -217,7 +219,7 @@ def _parse_humanevalfix(rec: dict[str, Any]) -> HumanEvalFixProblem:
         failure_symptoms=_str(rec, "failure_symptoms"),
         docstring=_str(rec, "docstring"),
     )
-    ast.parse(p.buggy_program)  # a buggy program that does not even parse is a data error here
+    astparse.parse(p.buggy_program)  # a buggy program that does not even parse is a data error here
     return p
 
 

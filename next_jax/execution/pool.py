@@ -163,6 +163,10 @@ class VerificationPool:
                 return session.run_candidate(lambda: slot.fresh_candidate(spare=more), slot.judges, candidate,
                                              slot.candidate_cfg, self.timeout, _judge_seed(self.judge_secret, candidate),
                                              details)
+            except Exception as e:  # a bug on the trusted side must cost one verdict, not the caller's whole batch
+                log.exception("verification of %r failed on the trusted side", candidate.id)
+                return Verdict(str(candidate.id), v.SANDBOX_ERROR, 0, len(candidate.tests or ()),
+                               ({"type": type(e).__name__, "message": str(e)[:500]},))
             finally:
                 with self._pending_lock:
                     idle = self._pending == 0

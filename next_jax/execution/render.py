@@ -29,6 +29,7 @@ import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
+from next_jax.execution import astparse
 from next_jax.execution.tracer import Step, Trace
 
 __all__ = ["RENDERERS", "register_renderer", "render", "statement_anchors"]
@@ -69,7 +70,7 @@ def statement_anchors(source: str) -> Mapping[int, int]:
     Lines outside any statement are absent; an unparsable source gives an empty map.
     """
     try:
-        tree = ast.parse(source)
+        tree = astparse.parse(source)
     except (SyntaxError, ValueError):
         return MappingProxyType({})
     anchors: dict[int, int] = {}

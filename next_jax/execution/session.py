@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from next_jax.execution import plain
+from next_jax.execution import astparse, plain
 from next_jax.execution import verdict as v
 from next_jax.execution.channel import ChannelClosed, ChannelTimeout, FrameTooLarge
 from next_jax.execution.sandbox import Child, SandboxError, SpawnConfig
@@ -126,7 +126,7 @@ def infer_entry_point(candidate: Candidate) -> str:
     """
     for test in candidate.tests[:1]:
         try:
-            tree = ast.parse(test)
+            tree = astparse.parse(test)
         except SyntaxError:
             return ""
         for node in ast.walk(tree):

@@ -1,5 +1,6 @@
 """Verification pool behaviour on honest programs: statuses, details, handles, determinism, evaluate."""
 
+from next_jax.execution import session
 from next_jax.execution.verdict import Candidate
 
 
@@ -83,6 +84,21 @@ def test_invalid_records(pool):
     assert verdict.status == "invalid_record"
     huge = pool.verify([Candidate("y", "x = 1\n" * 400_000, ("assert x == 1",))])[0]
     assert huge.status == "invalid_record"
+
+
+def test_a_trusted_side_failure_costs_one_verdict_not_the_batch(pool, monkeypatch):
+    real = session.run_candidate
+
+    def flaky(fresh, judges, candidate, *args):
+        if candidate.id == "boom":
+            raise SystemError("AST constructor recursion depth mismatch")
+        return real(fresh, judges, candidate, *args)
+
+    monkeypatch.setattr(session, "run_candidate", flaky)
+    code, tests = "def f():\n    return 1\n", ("assert f() == 1",)
+    verdicts = pool.verify([Candidate(i, code, tests) for i in ("a", "boom", "b")])
+    assert [(x.id, x.status) for x in verdicts] == [("a", "pass"), ("boom", "sandbox_error"), ("b", "pass")]
+    assert verdicts[1].details[0]["type"] == "SystemError"
 
 
 def test_evaluate_reference_outputs(pool):
