@@ -20,7 +20,10 @@ steps; PySnooper's call/line/return/exception lines), since the two trace differ
 An arm is stopped after ARM_CAP_S and counted as taking exactly that long (this only ever happens to
 PySnooper, and understates its cost).
 
-Usage: .venv/bin/python benchmarks/trace_overhead.py [--limit N] [--reps R]
+Ours runs with the tracer's C event loop where it was built (`--implementation python` times the pure-Python
+recorder, which records the same steps).
+
+Usage: .venv/bin/python benchmarks/trace_overhead.py [--limit N] [--reps R] [--implementation c|python]
 Targets: median traced/untraced <= 5x; median overhead ratio PySnooper/ours >= 10x.
 """
 
@@ -40,6 +43,7 @@ from pathlib import Path
 
 import pysnooper
 
+from next_jax.execution import tracer
 from next_jax.execution.tracer import trace_call, trace_code
 
 FILENAME = "<candidate>"
@@ -208,7 +212,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=None, help="first N problems only")
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--implementation", choices=tracer.IMPLEMENTATIONS, default=tracer.default_implementation())
     args = parser.parse_args()
+    tracer._DEFAULT = args.implementation  # what trace_call / trace_code use when not told
+    print(f"tracer implementation: {args.implementation} (built here: {', '.join(tracer.IMPLEMENTATIONS)})")
     with open(data_dir() / "mbpp" / "mbpp.jsonl") as f:
         problems = [json.loads(line) for line in f]
     if args.limit is not None:

@@ -26,6 +26,10 @@ The step counter is global, so `step` orders the whole execution. Past `max_even
 rendered values, recording stops (the trace function is removed, so the rest runs at full speed) and the
 trace says `truncated=True`; the call still runs to completion, so the result is always known.
 
+Two recorders record exactly the same steps: `_Recorder` below (pure Python, a `sys.settrace` function) and
+the C event loop in `_ctracer.c` (a `PyEval_SetTrace` function that calls back into this package only to render
+values), used wherever it was built; `implementation=` / NEXT_JAX_TRACER=python choose.
+
 JSON form (`Trace.to_json()`): `{"steps": [{"step", "line", "event", "func", "depth", "frame", "changes"}],
 "result": {"return": repr} | {"exception": {"type", "message", "line"}}, "truncated": bool}`. `frame` numbers
 function invocations in call order, which lets renderers rebuild each frame's full state from its changes.
@@ -36,6 +40,7 @@ from __future__ import annotations
 import builtins
 import functools
 import opcode
+import os
 import sys
 from dataclasses import dataclass
 from operator import is_
@@ -45,7 +50,24 @@ from typing import Any, NamedTuple
 from next_jax.execution.saferepr import safe_repr, type_name
 from next_jax.execution.shapes import IMMUTABLE, render_with_shape, unchanged
 
-__all__ = ["Step", "Trace", "TraceException", "trace_call", "trace_code"]
+try:  # the same recorder's event loop in C (_ctracer.c), built at install time where a compiler exists
+    from next_jax.execution import _ctracer
+except ImportError:  # pragma: no cover - the pure-Python recorder below records the same steps, slower
+    _ctracer = None
+
+__all__ = ["IMPLEMENTATIONS", "Step", "Trace", "TraceException", "default_implementation", "trace_call",
+           "trace_code"]
+
+# "c": the C event loop with Python rendering; "python": `_Recorder` below. Both record the same steps.
+IMPLEMENTATIONS = ("c", "python") if _ctracer is not None else ("python",)
+
+
+def default_implementation() -> str:
+    """"c" where it was built, unless NEXT_JAX_TRACER=python (read at import) asks for the pure-Python one."""
+    return _DEFAULT
+
+
+_DEFAULT = "python" if _ctracer is None or os.environ.get("NEXT_JAX_TRACER") == "python" else "c"
 
 CALL_FILENAME = "<trace-call>"
 _COMPREHENSIONS = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
@@ -81,6 +103,8 @@ class Step(NamedTuple):
 
 
 _as_step = functools.partial(tuple.__new__, Step)  # Step._make without its Python-level length check
+if _ctracer is not None:
+    _ctracer.configure(sys.settrace, safe_repr, render_with_shape, unchanged, IMMUTABLE, _SKIP, Step)
 
 
 @dataclass(frozen=True)
@@ -359,6 +383,8 @@ class _Frame:
                 self.close(frame)
                 self.unwinding = True
                 rec = self.rec
+                if rec.stopped:  # close() spent a budget
+                    return None
                 text = safe_repr(arg[1], rec.max_repr)
                 rec.emit(self, (frame.f_lineno or 0), "exception", {"__exception__": text}, len(text))
         except Exception:  # noqa: BLE001 - never let a tracer bug alter the traced program
@@ -381,7 +407,7 @@ class _Frame:
                               self.depth, self.ordinal, changes))
                 rec.bytes += size
         if self.suspends and frame.f_code.co_code[frame.f_lasti] == _YIELD_VALUE:
-            if not self.quiet:
+            if not self.quiet and not rec.stopped:
                 text = safe_repr(value, rec.max_repr)
                 rec.emit(self, (frame.f_lineno or 0), "yield", {"__yield__": text}, len(text))
             return
@@ -436,12 +462,16 @@ def _message(exc: BaseException, max_repr: int) -> str:
 
 
 def trace_code(code: CodeType, call: str | CodeType, *, max_events: int = 10_000, max_bytes: int = 200_000,
-               max_repr: int = 200, namespace: dict | None = None) -> Trace:
+               max_repr: int = 200, namespace: dict | None = None, implementation: str | None = None) -> Trace:
     """Run a compiled program's module code untraced in `namespace`, then trace the evaluation of `call`.
 
     Frames of code compiled with `code.co_filename` are traced. `call` is an expression, or one compiled in
-    "eval" mode under another filename.
+    "eval" mode under another filename. `implementation` picks the recorder ("c" or "python"; default
+    `default_implementation()`).
     """
+    implementation = implementation or _DEFAULT
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"tracer implementation {implementation!r} is not available here: {IMPLEMENTATIONS}")
     filename = code.co_filename
     namespace = namespace if namespace is not None else {"__name__": "__candidate__"}
     call_code = compile(call, CALL_FILENAME, "eval") if isinstance(call, str) else call
@@ -450,27 +480,37 @@ def trace_code(code: CodeType, call: str | CodeType, *, max_events: int = 10_000
     except (Exception, SystemExit) as exc:  # the program fails before the call: report it like a call error
         return Trace((), None, _exception_info(exc, filename, max_repr), False)
     previous = sys.gettrace()
-    rec = _Recorder(filename, max_events, max_bytes, max_repr, sys._getframe(), previous)
-    tracer = rec.on_call
     returned = info = None
-    sys.settrace(tracer)
-    try:
+    if implementation == "c":
+        rec = _ctracer.Recorder(filename, max_events, max_bytes, max_repr, previous)
         try:
-            value = eval(call_code, namespace)
-        finally:
-            # Python drops a trace function that raised (e.g. RecursionError on entry): the trace is partial.
-            lost = not rec.stopped and sys.gettrace() is not tracer
-            sys.settrace(previous)
-            if rec.active:  # frames still traced: the call raised, or a generator was left suspended
-                rec.detach()
-    except (Exception, SystemExit) as exc:  # `exc` is deleted on exit, so no traceback cycle is kept
-        info = _exception_info(exc, filename, max_repr)
+            value = rec.run(call_code, namespace)  # installs, evaluates, restores `previous`, forgets frames
+        except (Exception, SystemExit) as exc:
+            info = _exception_info(exc, filename, max_repr)
+        truncated = rec.stopped or rec.lost
     else:
+        rec = _Recorder(filename, max_events, max_bytes, max_repr, sys._getframe(), previous)
+        tracer = rec.on_call
+        sys.settrace(tracer)
+        try:
+            try:
+                value = eval(call_code, namespace)
+            finally:
+                # Python drops a trace function that raised (e.g. RecursionError on entry): the trace is partial.
+                lost = not rec.stopped and sys.gettrace() is not tracer
+                sys.settrace(previous)
+                if rec.active:  # frames still traced: the call raised, or a generator was left suspended
+                    rec.detach()
+        except (Exception, SystemExit) as exc:  # `exc` is deleted on exit, so no traceback cycle is kept
+            info = _exception_info(exc, filename, max_repr)
+        truncated = rec.stopped or lost
+    if info is None:
         # The called function's own return step usually rendered this very object already.
         last_value, last_text, shape = rec.last_return
         reuse = value is last_value and (shape is IMMUTABLE or (shape is not None and unchanged(shape)))
         returned = last_text if reuse else safe_repr(value, max_repr)
-    return _new_trace(tuple(map(_as_step, rec.steps)), returned, info, rec.stopped or lost)
+    steps = tuple(rec.steps) if implementation == "c" else tuple(map(_as_step, rec.steps))  # C makes Steps
+    return _new_trace(steps, returned, info, truncated)
 
 
 def _new_trace(steps: tuple[Step, ...], returned: str | None, exception: TraceException | None,
@@ -486,7 +526,8 @@ def _new_trace(steps: tuple[Step, ...], returned: str | None, exception: TraceEx
 
 
 def trace_call(source: str, call: str, *, max_events: int = 10_000, max_bytes: int = 200_000,
-               max_repr: int = 200, filename: str = "<candidate>", namespace: dict | None = None) -> Trace:
+               max_repr: int = 200, filename: str = "<candidate>", namespace: dict | None = None,
+               implementation: str | None = None) -> Trace:
     """Compile `source` as `filename`, exec it, and trace the evaluation of the expression `call`.
 
     Raises SyntaxError for an invalid program (or call). Exceptions raised by the program are recorded in
@@ -494,4 +535,4 @@ def trace_call(source: str, call: str, *, max_events: int = 10_000, max_bytes: i
     """
     code = compile(source, filename, "exec")
     return trace_code(code, call, max_events=max_events, max_bytes=max_bytes, max_repr=max_repr,
-                      namespace=namespace)
+                      namespace=namespace, implementation=implementation)
