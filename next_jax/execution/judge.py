@@ -45,12 +45,28 @@ class Proxy:
         # Results of finished tests ride on the next request (or on "done"): one frame less per test, and the
         # dispatcher still holds every finished test's result if the candidate then hangs.
         self.finished: list[dict] = []
+        # Test index -> [target, answer] of the one call the dispatcher already made for each of the first
+        # `prefetched_count` tests (see prefetch.py); `test` is the index of the test running now.
+        self.prefetched: dict[int, list] = {}
+        self.prefetched_count = 0
+        self.test = 0
 
     def _request(self, request: dict) -> Any:
+        if self.test < self.prefetched_count:
+            entry = self.prefetched.pop(self.test, None)
+            if entry is None or request.get("op") != "call" or request.get("target") != entry[0]:
+                # The tests make a call the plan did not foresee: the dispatcher reports it and gives no verdict.
+                self.prefetched, self.prefetched_count = {}, 0
+                self.channel.send({"op": "prefetch_mismatch", "results": self.finished})
+                self.finished = []
+                raise CandidateGone("prefetch mismatch")
+            return self._decode(entry[1])
         if self.finished:
             request["results"], self.finished = self.finished, []
         self.channel.send(request)
-        answer = self.channel.recv()
+        return self._decode(self.channel.recv())
+
+    def _decode(self, answer: dict) -> Any:
         if "gone" in answer:
             raise CandidateGone(answer["gone"])
         if "raise" in answer:
@@ -131,6 +147,10 @@ class Judge:
             self._run_one(request)
 
     def _run_one(self, request: dict) -> None:
+        prefetched = request.get("prefetched") or []
+        self.proxy.prefetched = dict(enumerate(prefetched))
+        self.proxy.prefetched_count = len(prefetched)
+        self.proxy.test = 0
         namespace = self._namespace(request["names"], request.get("entry_point", ""))
         try:
             setup_error = None
@@ -139,7 +159,8 @@ class Judge:
             return
         except BaseException as e:
             setup_error = _failure_from(e)
-        for test in request["tests"]:
+        for index, test in enumerate(request["tests"]):
+            self.proxy.test = index
             try:
                 result = setup_error or self._run_test(test, namespace)
             except CandidateGone:

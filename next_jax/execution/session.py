@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from next_jax.execution import astparse, plain
+from next_jax.execution import astparse, plain, prefetch
 from next_jax.execution import verdict as v
 from next_jax.execution.channel import ChannelClosed, ChannelTimeout, FrameTooLarge
 from next_jax.execution.sandbox import Child, SandboxError, SpawnConfig
@@ -27,6 +27,7 @@ class CandidateFault(Exception):
     def __init__(self, status: str, info: dict) -> None:
         super().__init__(status)
         self.status, self.info = status, info
+        self.results: list[dict] = []  # the tests the judge finished before the fault
 
 
 def _short(text: Any, limit: int) -> str:
@@ -71,8 +72,17 @@ class CandidateLink:
         self.oom_killed = (lambda: group.oom_kills() > before) if group else None
 
     def ask(self, request: dict) -> dict:
+        self._send(request)
+        return self._receive()
+
+    def _send(self, request: dict) -> None:
         try:
             self.child.channel.send(request)
+        except (ChannelClosed, OSError):
+            raise _death(self.child, self.cpu_limit, self.oom_killed) from None
+
+    def _receive(self) -> dict:
+        try:
             answer = self.child.channel.recv(self.deadline)
         except ChannelTimeout:
             raise CandidateFault(v.TIMEOUT, {"type": "Timeout", "message": "wall-clock limit exceeded"}) from None
@@ -86,7 +96,25 @@ class CandidateLink:
 
     def value_answer(self, request: dict) -> dict:
         """A call/getattr/setattr answer, re-built from validated parts only."""
-        answer = self.ask(request)
+        return self._checked(self.ask(request))
+
+    def pipeline(self, requests: list[dict]) -> tuple[list[dict], CandidateFault | None]:
+        """Send all requests at once, then read their answers in order; stops at the first fault.
+
+        The requests must be small enough together to sit in the pipe unread (see ``prefetch.MAX_PLAN_BYTES``).
+        """
+        answers: list[dict] = []
+        try:
+            for request in requests:
+                self._send(request)
+            for _ in requests:
+                answers.append(self._checked(self._receive()))
+        except CandidateFault as fault:
+            return answers, fault
+        return answers, None
+
+    @staticmethod
+    def _checked(answer: dict) -> dict:
         if "raise" in answer:
             return {"raise": _error(answer["raise"])}
         try:
@@ -170,6 +198,7 @@ def run_candidate(spawn: Callable[[], Child], judges: JudgeHost, candidate: Cand
                 names = _validated_names(loaded)
                 results = _judge(judges, link, candidate, names, deadline, judge_seed)
             except CandidateFault as fault:
+                results = fault.results or results
                 if details:
                     child.kill()
                     child.output.collect(timeout=1.0)
@@ -209,15 +238,29 @@ class JudgeHost:
 _FORWARDED = ("op", "target", "args", "kwargs", "handle", "name", "value")
 
 
+# After the candidate failed during a prefetch, the judge still gets this long to score the tests before it.
+JUDGE_GRACE_S = 2.0
+
+
 def _judge(judges: JudgeHost, link: CandidateLink, candidate: Candidate, names: dict, deadline: float,
            seed: int) -> list[dict]:
-    """Run the tests in the confined judge, relaying its calls; returns one result per test completed."""
+    """Run the tests in the confined judge, relaying its calls; returns one result per test completed.
+
+    Where every test is one literal call (``prefetch.plan``), the calls go to the candidate at once and their
+    answers to the judge with the tests, which saves two process hops per test.
+    """
     results: list[dict] = []
+    entry_point = candidate.entry_point or infer_entry_point(candidate)
+    planned = prefetch.plan(candidate.tests, candidate.setup, names, entry_point)
+    answers, fault = link.pipeline(planned) if planned else ([], None)
+    if fault is not None:
+        deadline = max(deadline, time.monotonic() + JUDGE_GRACE_S)
     judge = judges.acquire()
     clean = False
     try:
         judge.channel.send({"op": "run", "setup": candidate.setup, "tests": list(candidate.tests), "seed": seed,
-                            "names": names, "entry_point": candidate.entry_point or infer_entry_point(candidate)})
+                            "names": names, "entry_point": entry_point,
+                            "prefetched": [[r["target"], a] for r, a in zip(planned or (), answers, strict=False)]})
         while True:
             message = judge.channel.recv(deadline)
             finished = message.get("results", [])
@@ -229,13 +272,22 @@ def _judge(judges: JudgeHost, link: CandidateLink, candidate: Candidate, names: 
                 clean = True
                 return results
             if op in ("call", "getattr", "setattr"):
+                if fault is not None:  # the call the candidate failed on during the prefetch
+                    raise fault
                 # Only the request itself goes on: test results (expected values) never reach the candidate.
                 request = {key: message[key] for key in _FORWARDED if key in message}
                 judge.channel.send(link.value_answer(request))
+            elif op == "prefetch_mismatch":  # the plan missed a call the tests make: never guess a verdict
+                raise SandboxError("the judge's calls did not follow the prefetch plan")
             else:
                 raise SandboxError(f"judge sent unknown op {op!r}")
     except ChannelTimeout:
-        raise CandidateFault(v.TIMEOUT, {"type": "Timeout", "message": "wall-clock limit exceeded"}) from None
+        fault = CandidateFault(v.TIMEOUT, {"type": "Timeout", "message": "wall-clock limit exceeded"})
+        fault.results = results
+        raise fault from None
+    except CandidateFault as fault:  # the candidate failed while answering a test's call
+        fault.results = results
+        raise
     except (ChannelClosed, OSError, ValueError, KeyError) as e:
         raise SandboxError(f"judge failed: {type(e).__name__}: {e}; {judge.output.text()[-500:]}") from None
     finally:

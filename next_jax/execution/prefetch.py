@@ -1,0 +1,144 @@
+"""Which candidate calls the dispatcher may send ahead of the judge, without changing what anyone observes.
+
+A test such as ``assert remove_Occ("hello", "l") == "heo"`` makes exactly one call into the candidate, with
+literal arguments, whatever the candidate returns. When every test of a candidate is of that kind, the dispatcher
+sends all the calls to the candidate at once (in test order, so the candidate sees the same sequence of calls it
+would see one test at a time) and hands the answers to the judge with the tests; the judge then consumes them in
+order instead of asking through the dispatcher for each. This saves two process hops per test. The expected
+values still never leave the judge: the candidate receives only the call expressions' values, as before.
+
+The plan is conservative: a test qualifies only if it is one ``assert`` whose candidate interaction is provably
+that single unconditional call (no short-circuiting, no comprehension or lambda, no attribute access on anything
+but a standard module, only allow-listed helper functions, literal arguments without sets, whose iteration
+order would depend on the dispatcher's hash seed). Anything else falls back to one request per call.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import sys
+from typing import Any
+
+from next_jax.execution import astparse, plain
+
+# Helpers a test may apply to the result without any of them reaching back into the candidate.
+_SAFE_CALLS = frozenset({
+    # Not dict(): it looks up a `keys` attribute, which on a candidate object's handle is a request.
+    "abs", "all", "any", "bool", "float", "frozenset", "int", "isinstance", "len", "list", "max", "min",
+    "repr", "reversed", "round", "set", "sorted", "str", "sum", "tuple", "type",
+})
+_SAFE_MODULE_FUNCTIONS = frozenset({("math", "isclose"), ("math", "isnan"), ("math", "isinf"), ("math", "fabs"),
+                                    ("cmath", "isclose")})
+# Nodes that evaluate a part conditionally, repeatedly or later, or bind names.
+_UNSAFE_NODES = (ast.BoolOp, ast.IfExp, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Lambda,
+                 ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom, ast.Starred, ast.JoinedStr)
+MAX_PLAN_BYTES = 16_384  # well under a pipe's buffer: sending the whole plan can never block on the candidate
+
+
+def judge_binds_to_candidate(name: str, names: dict, entry_point: str) -> bool:
+    """Whether the judge's namespace binds ``name`` to the candidate (mirrors ``judge.Judge._namespace``)."""
+    if name not in names:
+        return False
+    return name == entry_point or not (name in sys.stdlib_module_names or hasattr(builtins, name))
+
+
+def plan(tests: tuple[str, ...] | list[str], setup: str, names: dict, entry_point: str) -> list[dict] | None:
+    """One ``call`` request per test, in test order, if every test qualifies; else None."""
+    if (setup or "").strip() or not tests:
+        return None
+    requests = []
+    size = 0
+    for test in tests:
+        request = _single_call(test, names, entry_point)
+        if request is None:
+            return None
+        size += len(repr(request))
+        if size > MAX_PLAN_BYTES:
+            return None
+        requests.append(request)
+    return requests
+
+
+def _single_call(test: str, names: dict, entry_point: str) -> dict | None:
+    try:
+        tree = astparse.parse(test, "<test>", "exec")
+    except (SyntaxError, ValueError):
+        return None
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert) or tree.body[0].msg is not None:
+        return None
+    calls: list[ast.Call] = []
+    for node in ast.walk(tree.body[0].test):
+        if isinstance(node, _UNSAFE_NODES) or (isinstance(node, ast.Compare) and len(node.ops) != 1):
+            return None
+        if isinstance(node, ast.Name):
+            if judge_binds_to_candidate(node.id, names, entry_point):
+                calls.append(node)  # checked below: must be the func of the one candidate call
+        elif isinstance(node, ast.Attribute):
+            base = node.value  # only a standard module the judge binds for real (the program imported it)
+            if not (isinstance(base, ast.Name) and base.id in sys.stdlib_module_names
+                    and names.get(base.id) == ["module", base.id]
+                    and not judge_binds_to_candidate(base.id, names, entry_point)):
+                return None
+        elif isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Name):
+                if not (judge_binds_to_candidate(func.id, names, entry_point) or func.id in _SAFE_CALLS):
+                    return None
+            elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+                if (func.value.id, func.attr) not in _SAFE_MODULE_FUNCTIONS:
+                    return None
+            else:
+                return None
+    if len(calls) != 1:
+        return None
+    target = calls[0].id
+    if names.get(target) != ["callable"]:
+        return None
+    call = next((n for n in ast.walk(tree.body[0].test)
+                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == target), None)
+    if call is None or not _evaluated_first(tree.body[0].test, call):
+        return None
+    try:
+        args = [_literal(a) for a in call.args]
+        kwargs = {k.arg: _literal(k.value) for k in call.keywords if k.arg is not None}
+    except ValueError:
+        return None
+    if len(kwargs) != len(call.keywords):
+        return None
+    try:
+        return {"op": "call", "target": target, "args": plain.encode(args), "kwargs": plain.encode(kwargs)}
+    except plain.PlainError:
+        return None
+
+
+def _evaluated_first(node: ast.AST, call: ast.Call) -> bool:
+    """Whether evaluating ``node`` makes ``call`` before anything that could raise.
+
+    Then the judge makes the call exactly when the plan does, even if the test fails right after it.
+    """
+    if node is call:
+        return True
+    if isinstance(node, ast.Compare):
+        return _evaluated_first(node.left, call) or (_inert(node.left) and _evaluated_first(node.comparators[0], call))
+    if isinstance(node, ast.BinOp):
+        return _evaluated_first(node.left, call) or (_inert(node.left) and _evaluated_first(node.right, call))
+    if isinstance(node, ast.UnaryOp):
+        return _evaluated_first(node.operand, call)
+    if isinstance(node, ast.Subscript):
+        return _evaluated_first(node.value, call)
+    if isinstance(node, ast.Call) and node.args:  # a vetted helper: its name resolves; its first argument first
+        return _evaluated_first(node.args[0], call)
+    return False
+
+
+def _inert(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant)
+
+
+def _literal(node: ast.AST) -> Any:
+    """A literal argument's value; sets (hash-seed-dependent order when encoded) are refused."""
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Set | ast.Call):
+            raise ValueError("not a plain literal")
+    return ast.literal_eval(node)
