@@ -77,6 +77,7 @@ typedef struct {
     long frames;
     int stopped;
     int lost;                /* the program replaced the trace function: recording ended early */
+    int finished;            /* run() returned: nothing more is recorded, even if the program kept the recorder */
     PyObject *active;        /* frame -> FrameState */
     PyObject *last_return;   /* (value, text, shape) of the latest depth-0 return, or skip */
     PyObject *last_frame;    /* borrowed cache of the latest looked-up frame (valid while in `active`) */
@@ -700,7 +701,7 @@ static int on_exception(Recorder *rec, FrameState *st, PyFrameObject *frame, PyO
 
 static int trace_function(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
     Recorder *rec = (Recorder *)obj;
-    if (rec->stopped || rec->active == NULL)
+    if (rec->stopped || rec->finished || rec->active == NULL)
         return 0;
     int result = 0;
     FrameState *st;
@@ -791,8 +792,8 @@ static PyObject *Recorder_run(Recorder *self, PyObject *args) {
     PyObject *code, *namespace;
     if (!PyArg_ParseTuple(args, "O!O!:run", &PyCode_Type, &code, &PyDict_Type, &namespace))
         return NULL;
-    if (self->steps == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Recorder not initialised");
+    if (self->steps == NULL || self->finished) {
+        PyErr_SetString(PyExc_RuntimeError, "a Recorder runs once, after initialisation");
         return NULL;
     }
     Py_INCREF(self);
@@ -806,6 +807,7 @@ static PyObject *Recorder_run(Recorder *self, PyObject *args) {
     PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
     PyThreadState *tstate = PyThreadState_Get();
     self->lost = !self->stopped && (tstate->c_tracefunc != trace_function || tstate->c_traceobj != (PyObject *)self);
+    self->finished = 1;
     PyEval_SetTrace(NULL, NULL);
     if (self->previous != Py_None) {
         PyObject *r = PyObject_CallOneArg(self->settrace, self->previous);
@@ -836,7 +838,7 @@ static PyObject *Recorder_call(PyObject *self, PyObject *args, PyObject *kwds) {
     PyObject *frame, *event, *arg;
     if (kwds != NULL || !PyArg_UnpackTuple(args, "Recorder", 3, 3, &frame, &event, &arg))
         return NULL;
-    if (rec->stopped || rec->active == NULL || !PyFrame_Check(frame) || !PyUnicode_Check(event))
+    if (rec->stopped || rec->finished || rec->active == NULL || !PyFrame_Check(frame) || !PyUnicode_Check(event))
         Py_RETURN_NONE;
     PyEval_SetTrace(trace_function, self);
     int what = -1;

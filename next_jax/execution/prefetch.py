@@ -33,7 +33,10 @@ _SAFE_MODULE_FUNCTIONS = frozenset({("math", "isclose"), ("math", "isnan"), ("ma
 # Nodes that evaluate a part conditionally, repeatedly or later, or bind names.
 _UNSAFE_NODES = (ast.BoolOp, ast.IfExp, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Lambda,
                  ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom, ast.Starred, ast.JoinedStr)
-MAX_PLAN_BYTES = 16_384  # well under a pipe's buffer: sending the whole plan can never block on the candidate
+# The requests go out before any answer is read. The channel is a unix stream socket, whose queued bytes count
+# against the sender's buffer (~200 KiB by default), which the candidate cannot shrink: a plan well below that
+# can never block the dispatcher on a candidate that stops reading.
+MAX_PLAN_BYTES = 16_384
 
 
 def judge_binds_to_candidate(name: str, names: dict, entry_point: str) -> bool:

@@ -101,7 +101,7 @@ class CandidateLink:
     def pipeline(self, requests: list[dict]) -> tuple[list[dict], CandidateFault | None]:
         """Send all requests at once, then read their answers in order; stops at the first fault.
 
-        The requests must be small enough together to sit in the pipe unread (see ``prefetch.MAX_PLAN_BYTES``).
+        The requests must be small enough together to sit in the socket unread (``prefetch.MAX_PLAN_BYTES``).
         """
         answers: list[dict] = []
         try:

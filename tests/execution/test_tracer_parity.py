@@ -249,3 +249,33 @@ def test_mbpp_calls_trace_identically():
             assert traces["c"] == traces["python"], (task_id, call, budgets)
             compared += 1
     assert compared >= 500
+
+
+@needs_c
+def test_a_recorder_kept_by_the_program_records_nothing_after_the_trace():
+    src = program("""
+        import sys
+
+        KEPT = []
+
+        def f():
+            KEPT.append(sys.gettrace())
+            return 1
+
+        def later(x):
+            y = x + 1
+            return y
+    """)
+    namespace = {"__name__": "__candidate__"}
+    trace = trace_call(src, "f()", namespace=namespace, implementation="c")
+    recorder = namespace["KEPT"][0]
+    before = len(recorder.steps)
+    original = sys.gettrace()
+    try:
+        sys.settrace(recorder)  # re-installed after the trace: it must stay inert
+        namespace["later"](1)
+    finally:
+        sys.settrace(original)
+    assert len(recorder.steps) == before == len(trace.steps)
+    with pytest.raises(RuntimeError):
+        recorder.run(compile("f()", "<call>", "eval"), namespace)
