@@ -128,6 +128,51 @@ def test_verdicts_match_one_request_per_call(pool, monkeypatch, code, tests):
     assert _comparable(ahead) == _comparable(one_by_one)
 
 
+@pytest.mark.parametrize("code, tests", [
+    ("def f(x):\n    return [x, {'k': (x, 1.5)}, 'é', None]\n",
+     ["assert f(1) == [1, {'k': (1, 1.5)}, 'é', None]", "assert f(2) == [2, {'k': (2, 1.5)}, 'e', None]",
+      "assert f(3) != [3]"]),
+    ("def f(x):\n    return None if x else 0\n",
+     ["assert f(1) is None", "assert f(0) is None", "assert f(0) is not None", "assert f(1) is not None"]),
+    ("def f(x):\n    return x\n", ["assert f(1)", "assert f(0)", "assert not f(0)", "assert not f([1])"]),
+    ("def f(x):\n    return x > 1\n", ["assert f(2) == True", "assert f(0) is False", "assert f(3) is False"]),
+    ("def f(x):\n    class Box: pass\n    return Box()\n", ["assert f(1) == 1", "assert f(1)", "assert f(2) != 2"]),
+    ("def f(x):\n    return 1 / x\n", ["assert f(1) == 1.0", "assert f(0) == 0", "assert f(4) == 0.25"]),
+    ("def f(x):\n    return x * 0.1\n", ["assert f(3) == 0.30000000000000004", "assert f(3) == 0.3"]),
+])
+def test_comparisons_decided_without_the_judge_match_the_judge(pool, monkeypatch, code, tests):
+    names = {"f": ["callable"]}
+    planned = prefetch.plan(tests, "", names, "f")
+    assert planned is not None and prefetch.local_results(tests, planned, [{"value": None}] * len(tests)) is not None
+    ahead, one_by_one = _verify_both_ways(pool, monkeypatch, code, tests)
+    assert _comparable(ahead) == _comparable(one_by_one)
+
+
+def test_local_comparisons_need_no_judge(pool, monkeypatch):
+    def no_judge(self):
+        raise AssertionError("the judge was asked")
+
+    monkeypatch.setattr(session.JudgeHost, "acquire", no_judge)
+    verdict = pool.verify([Candidate("c", "def f(x):\n    return x + 1\n", ("assert f(1) == 2", "assert f(2) == 4"))],
+                          details=True)[0]
+    assert (verdict.status, verdict.passed) == ("fail", 1)
+    assert verdict.details[1]["expected"] == "4" and verdict.details[1]["got"] == "3"
+
+
+@pytest.mark.parametrize("test", [
+    "assert len(f(1)) == 1",            # the tested side is not the call itself
+    "assert sorted(f(1))",
+    "assert f(1) < 2",                  # an ordering can raise TypeError on mixed types: the judge reports it
+    "assert f(1) == [1, x]",            # not a literal
+    "assert f(1) is 1",
+    "assert math.isclose(f(1), 1.0)",
+])
+def test_other_forms_still_go_to_the_judge(test):
+    names = {"f": ["callable"], "math": ["module", "math"]}
+    planned = prefetch.plan((test,), "", names, "f")
+    assert planned is None or prefetch.local_results((test,), planned, [{"value": None}]) is None
+
+
 def test_a_candidate_that_hangs_mid_plan_keeps_the_tests_it_passed(pool, monkeypatch):
     code = "def f(x):\n    while x == 2:\n        pass\n    return x\n"
     tests = ["assert f(1) == 1", "assert f(2) == 2", "assert f(3) == 3"]
