@@ -1,4 +1,4 @@
-/* The tracer's event loop in C: the same recording as tracer.py's `_Recorder` / `_Frame`, step for step.
+/* The tracer's event loop in C: the same recording as pyrecorder.py's `Recorder` / `_Frame`, step for step.
  *
  * A Python-level trace function costs CPython a Python call plus a locals-dict round trip (fast locals to
  * the dict before the call, the dict back to fast locals after it) on every event of a traced frame; with
@@ -28,7 +28,7 @@ static int YIELD_VALUE_OP = -1;
 #define CO_SUSPENDS (0x20 | 0x80 | 0x200)
 
 /* ------------------------------------------------------------------------------------------------ */
-/* Per-invocation state (tracer.py's _Frame). */
+/* Per-invocation state (pyrecorder.py's _Frame). */
 typedef struct {
     PyObject_HEAD
     PyObject *func;     /* co_qualname */
@@ -195,8 +195,26 @@ static PyObject *call2(PyObject *fn, PyObject *a, PyObject *b) {
     return PyObject_Vectorcall(fn, args, 2, NULL);
 }
 
+/* render_with_shape(value): its rendering and shape as new references in *text and *shape; -1 on error. */
+static int render_pair(Recorder *rec, PyObject *value, PyObject **text, PyObject **shape) {
+    PyObject *pair = call2(rec->render_with_shape, value, rec->max_repr_obj);
+    if (pair == NULL)
+        return -1;
+    if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0))) {
+        Py_DECREF(pair);
+        PyErr_SetString(PyExc_TypeError, "render_with_shape must return (str, shape)");
+        return -1;
+    }
+    *text = PyTuple_GET_ITEM(pair, 0);
+    *shape = PyTuple_GET_ITEM(pair, 1);
+    Py_INCREF(*text);
+    Py_INCREF(*shape);
+    Py_DECREF(pair);
+    return 0;
+}
+
 /* The rendering of a local if it differs from its snapshot `old` (borrowed, may be NULL), else Py_None
- * (a new reference either way); NULL with an exception set on error. Updates snap/still (tracer.py's
+ * (a new reference either way); NULL with an exception set on error. Updates snap/still (pyrecorder.py's
  * `_Frame.changed`). */
 static PyObject *changed(Recorder *rec, FrameState *st, PyObject *name, PyObject *value, PyObject *old) {
     if (old != NULL) {
@@ -274,20 +292,8 @@ static PyObject *changed(Recorder *rec, FrameState *st, PyObject *name, PyObject
             return NULL;
         shape = rec->immutable;
         Py_INCREF(shape);
-    } else {
-        PyObject *pair = call2(rec->render_with_shape, value, rec->max_repr_obj);
-        if (pair == NULL)
-            return NULL;
-        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            Py_DECREF(pair);
-            PyErr_SetString(PyExc_TypeError, "render_with_shape must return a pair");
-            return NULL;
-        }
-        text = PyTuple_GET_ITEM(pair, 0);
-        shape = PyTuple_GET_ITEM(pair, 1);
-        Py_INCREF(text);
-        Py_INCREF(shape);
-        Py_DECREF(pair);
+    } else if (render_pair(rec, value, &text, &shape) < 0) {
+        return NULL;
     }
     if (!PyUnicode_Check(text)) {
         Py_DECREF(text);
@@ -419,7 +425,7 @@ static int emit(Recorder *rec, FrameState *st, int line, PyObject *event, PyObje
     return result;
 }
 
-/* Record the line that just ran, with the locals it changed (tracer.py's `_Frame.close`). */
+/* Record the line that just ran, with the locals it changed (pyrecorder.py's `_Frame.close`). */
 static int close_line(Recorder *rec, FrameState *st, PyFrameObject *frame) {
     Py_ssize_t size;
     PyObject *changes = diff(rec, st, frame, &size);
@@ -627,20 +633,8 @@ static int on_return(Recorder *rec, FrameState *st, PyFrameObject *frame, PyObje
             text = call2(rec->safe_repr, value, rec->max_repr_obj);
             shape = rec->immutable;
             Py_INCREF(shape);
-        } else {
-            PyObject *pair = call2(rec->render_with_shape, value, rec->max_repr_obj);
-            if (pair == NULL)
-                goto done;
-            if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
-                Py_DECREF(pair);
-                PyErr_SetString(PyExc_TypeError, "render_with_shape must return a pair");
-                goto done;
-            }
-            text = PyTuple_GET_ITEM(pair, 0);
-            shape = PyTuple_GET_ITEM(pair, 1);
-            Py_INCREF(text);
-            Py_INCREF(shape);
-            Py_DECREF(pair);
+        } else if (render_pair(rec, value, &text, &shape) < 0) {
+            goto done;
         }
         if (text == NULL || !PyUnicode_Check(text)) {
             Py_XDECREF(text);
@@ -914,7 +908,7 @@ static PyTypeObject RecorderType = {
     .tp_getset = Recorder_getset,
     .tp_init = (initproc)Recorder_init,
     .tp_new = PyType_GenericNew,
-    .tp_doc = "The tracer's event loop in C; see tracer.py's _Recorder for what it records.",
+    .tp_doc = "The tracer's event loop in C; see pyrecorder.py's Recorder for what it records.",
 };
 
 static struct PyModuleDef module = {
