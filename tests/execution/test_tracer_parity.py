@@ -279,3 +279,33 @@ def test_a_recorder_kept_by_the_program_records_nothing_after_the_trace():
     assert len(recorder.steps) == before == len(trace.steps)
     with pytest.raises(RuntimeError):
         recorder.run(compile("f()", "<call>", "eval"), namespace)
+
+
+@needs_c
+def test_every_budget_boundary_traces_identically():
+    """A budget can run out at any event (a line closed by an exception, a yield, a return): sweep them all."""
+    src = program("""
+        def g(i):
+            if i % 2:
+                raise ValueError(i)
+            return i
+
+        def f(n):
+            out = []
+            for i in range(n):
+                try:
+                    out.append(g(i))
+                except ValueError:
+                    out.append(-1)
+
+            def gen():
+                for j in range(3):
+                    yield j
+            return out, list(gen())
+    """)
+    full = trace_call(src, "f(6)", implementation="c")
+    assert not full.truncated
+    for max_events in range(1, len(full.steps) + 2):
+        for max_bytes in (10, 40, 10**6):
+            traces = _both(src, "f(6)", max_events=max_events, max_bytes=max_bytes)
+            assert traces["c"] == traces["python"], (max_events, max_bytes)
