@@ -432,6 +432,31 @@ static int emit(Recorder *rec, FrameState *st, int line, PyObject *event, PyObje
     return result;
 }
 
+/* safe_repr(value) as a new str reference; NULL with an exception set on error. */
+static PyObject *render_text(Recorder *rec, PyObject *value) {
+    PyObject *text = call2(rec->safe_repr, value, rec->max_repr_obj);
+    if (text != NULL && !PyUnicode_Check(text)) {
+        Py_DECREF(text);
+        PyErr_SetString(PyExc_TypeError, "a rendering must be a str");
+        return NULL;
+    }
+    return text;
+}
+
+/* A step whose only change is `key` -> `text` (__return__, __yield__, __exception__). Steals `text`. */
+static int emit_single(Recorder *rec, FrameState *st, PyFrameObject *frame, PyObject *event, PyObject *key,
+                       PyObject *text) {
+    PyObject *changes = PyDict_New();
+    if (changes == NULL || PyDict_SetItem(changes, key, text) < 0) {
+        Py_XDECREF(changes);
+        Py_DECREF(text);
+        return -1;
+    }
+    Py_ssize_t size = PyUnicode_GET_LENGTH(text);
+    Py_DECREF(text);
+    return emit(rec, st, lineno_of(frame), event, changes, size);
+}
+
 /* Record the line that just ran, with the locals it changed (pyrecorder.py's `_Frame.close`). */
 static int close_line(Recorder *rec, FrameState *st, PyFrameObject *frame) {
     Py_ssize_t size;
@@ -592,20 +617,8 @@ static int on_return(Recorder *rec, FrameState *st, PyFrameObject *frame, PyObje
         Py_DECREF(bytecode);
         if (yielded) {
             if (!st->quiet && !rec->stopped) {
-                PyObject *text = call2(rec->safe_repr, value, rec->max_repr_obj);
-                if (text == NULL || !PyUnicode_Check(text)) {
-                    Py_XDECREF(text);
-                    goto done;
-                }
-                PyObject *ch = PyDict_New();
-                if (ch == NULL || PyDict_SetItem(ch, str_yield_key, text) < 0) {
-                    Py_XDECREF(ch);
-                    Py_DECREF(text);
-                    goto done;
-                }
-                Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-                Py_DECREF(text);
-                if (emit(rec, st, lineno_of(frame), str_yield, ch, n) < 0)
+                PyObject *text = render_text(rec, value);
+                if (text == NULL || emit_single(rec, st, frame, str_yield, str_yield_key, text) < 0)
                     goto done;
             }
             result = 0;
@@ -637,17 +650,11 @@ static int on_return(Recorder *rec, FrameState *st, PyFrameObject *frame, PyObje
         if (scalar < 0)
             goto done;
         if (st->depth_value || scalar) {
-            text = call2(rec->safe_repr, value, rec->max_repr_obj);
+            if ((text = render_text(rec, value)) == NULL)
+                goto done;
             shape = rec->immutable;
             Py_INCREF(shape);
         } else if (render_pair(rec, value, &text, &shape) < 0) {
-            goto done;
-        }
-        if (text == NULL || !PyUnicode_Check(text)) {
-            Py_XDECREF(text);
-            Py_XDECREF(shape);
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_TypeError, "a rendering must be a str");
             goto done;
         }
     }
@@ -661,15 +668,7 @@ static int on_return(Recorder *rec, FrameState *st, PyFrameObject *frame, PyObje
         Py_SETREF(rec->last_return, last);
     }
     Py_DECREF(shape);
-    PyObject *ch = PyDict_New();
-    if (ch == NULL || PyDict_SetItem(ch, str_return_key, text) < 0) {
-        Py_XDECREF(ch);
-        Py_DECREF(text);
-        goto done;
-    }
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-    Py_DECREF(text);
-    result = emit(rec, st, lineno_of(frame), str_return, ch, n);
+    result = emit_single(rec, st, frame, str_return, str_return_key, text);
 done:
     Py_DECREF(st);
     return result;
@@ -682,22 +681,8 @@ static int on_exception(Recorder *rec, FrameState *st, PyFrameObject *frame, PyO
         return 0;
     st->unwinding = 1;
     PyObject *exc = (PyTuple_Check(arg) && PyTuple_GET_SIZE(arg) >= 2) ? PyTuple_GET_ITEM(arg, 1) : Py_None;
-    PyObject *text = call2(rec->safe_repr, exc, rec->max_repr_obj);
-    if (text == NULL || !PyUnicode_Check(text)) {
-        Py_XDECREF(text);
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "a rendering must be a str");
-        return -1;
-    }
-    PyObject *ch = PyDict_New();
-    if (ch == NULL || PyDict_SetItem(ch, str_exception_key, text) < 0) {
-        Py_XDECREF(ch);
-        Py_DECREF(text);
-        return -1;
-    }
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-    Py_DECREF(text);
-    return emit(rec, st, lineno_of(frame), str_exception, ch, n);
+    PyObject *text = render_text(rec, exc);
+    return text == NULL ? -1 : emit_single(rec, st, frame, str_exception, str_exception_key, text);
 }
 
 static int trace_function(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg) {
@@ -778,15 +763,6 @@ static void recorder_stop(Recorder *rec) {
     recorder_detach(rec);
 }
 
-static PyObject *Recorder_start(Recorder *self, PyObject *Py_UNUSED(ignored)) {
-    if (self->steps == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Recorder not initialised");
-        return NULL;
-    }
-    PyEval_SetTrace(trace_function, (PyObject *)self);
-    Py_RETURN_NONE;
-}
-
 /* run(call_code, namespace): evaluate the call with this recorder installed, then hand the thread back to
  * the previous trace function; returns the call's value or raises what it raised. */
 static PyObject *Recorder_run(Recorder *self, PyObject *args) {
@@ -821,16 +797,6 @@ static PyObject *Recorder_run(Recorder *self, PyObject *args) {
     return value;
 }
 
-static PyObject *Recorder_stop(Recorder *self, PyObject *Py_UNUSED(ignored)) {
-    recorder_stop(self);
-    Py_RETURN_NONE;
-}
-
-static PyObject *Recorder_detach(Recorder *self, PyObject *Py_UNUSED(ignored)) {
-    recorder_detach(self);
-    Py_RETURN_NONE;
-}
-
 /* sys.gettrace() returns the recorder while it is installed. A program that puts back what it found
  * (`old = sys.gettrace(); ...; sys.settrace(old)`) installs it as a Python-level trace function; its first
  * call then re-installs the C trace function, so recording goes on as it would with the Python recorder. */
@@ -860,12 +826,6 @@ static PyObject *Recorder_get_stopped(Recorder *self, void *closure) { return Py
 
 static PyObject *Recorder_get_lost(Recorder *self, void *closure) { return PyBool_FromLong(self->lost); }
 
-static PyObject *Recorder_get_active(Recorder *self, void *closure) {
-    if (self->active == NULL)
-        return PyDict_New();
-    return PyDict_Copy(self->active);
-}
-
 static PyObject *Recorder_get_steps(Recorder *self, void *closure) {
     if (self->steps == NULL)
         return PyList_New(0);
@@ -886,17 +846,13 @@ static PyMethodDef module_methods[] = {
 };
 
 static PyMethodDef Recorder_methods[] = {
-    {"start", (PyCFunction)Recorder_start, METH_NOARGS, "Install as this thread's trace function."},
     {"run", (PyCFunction)Recorder_run, METH_VARARGS, "Evaluate a compiled call with the recorder installed."},
-    {"stop", (PyCFunction)Recorder_stop, METH_NOARGS, "Stop recording for good; restore the previous tracer."},
-    {"detach", (PyCFunction)Recorder_detach, METH_NOARGS, "Forget the frames still being traced."},
     {NULL},
 };
 
 static PyGetSetDef Recorder_getset[] = {
     {"stopped", (getter)Recorder_get_stopped, NULL, "whether recording has stopped", NULL},
     {"lost", (getter)Recorder_get_lost, NULL, "whether the program replaced the trace function", NULL},
-    {"active", (getter)Recorder_get_active, NULL, "frames still traced (a copy)", NULL},
     {"steps", (getter)Recorder_get_steps, NULL, "the recorded step tuples", NULL},
     {"last_return", (getter)Recorder_get_last_return, NULL, "(value, text, shape) of the last top return", NULL},
     {NULL},

@@ -9,7 +9,6 @@ here on plain data: a candidate's ``__eq__`` never runs, and the expected values
 from __future__ import annotations
 
 import ast
-import builtins
 import importlib
 import operator
 import random
@@ -18,6 +17,7 @@ from typing import Any
 
 from next_jax.execution import plain
 from next_jax.execution.channel import Channel, ChannelClosed
+from next_jax.execution.prefetch import judge_binds_to_candidate as binds_to_candidate
 from next_jax.execution.saferepr import safe_repr
 
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
@@ -171,11 +171,10 @@ class Judge:
 
     def _namespace(self, names: dict, entry_point: str) -> dict[str, Any]:
         """Bind the program's names for the tests; builtins and standard modules stay the real ones."""
-        stdlib = set(sys.stdlib_module_names)
         namespace: dict[str, Any] = {"__name__": "__main__"}
         for name, entry in names.items():
-            if name != entry_point and (name in stdlib or hasattr(builtins, name)):
-                if name in stdlib and entry[0] == "module":  # the real module, whatever the program claims
+            if not binds_to_candidate(name, names, entry_point):
+                if name in sys.stdlib_module_names and entry[0] == "module":  # the real module, whatever it claims
                     _bind_module(namespace, name, name)
                 continue
             if entry[0] == "callable":

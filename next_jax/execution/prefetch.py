@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import operator
 import sys
 from typing import Any
@@ -42,7 +43,8 @@ MAX_PLAN_BYTES = 16_384
 
 
 def judge_binds_to_candidate(name: str, names: dict, entry_point: str) -> bool:
-    """Whether the judge's namespace binds ``name`` to the candidate (mirrors ``judge.Judge._namespace``)."""
+    """Whether the judge's namespace binds ``name`` to the candidate (``judge.Judge._namespace`` decides by this):
+    the entry point always, else any name of the program that is neither a standard module nor a builtin."""
     if name not in names:
         return False
     return name == entry_point or not (name in sys.stdlib_module_names or hasattr(builtins, name))
@@ -65,10 +67,19 @@ def plan(tests: tuple[str, ...] | list[str], setup: str, names: dict, entry_poin
     return requests
 
 
-def _single_call(test: str, names: dict, entry_point: str) -> dict | None:
+@functools.lru_cache(maxsize=4096)
+def _parsed_test(test: str) -> ast.Module | None:
+    """A test's syntax tree, parsed once: the same tests come back with every sample of a problem, and both the
+    plan and the local comparison read them. Callers only read the tree."""
     try:
-        tree = astparse.parse(test, "<test>", "exec")
+        return astparse.parse(test, "<test>", "exec")
     except (SyntaxError, ValueError):
+        return None
+
+
+def _single_call(test: str, names: dict, entry_point: str) -> dict | None:
+    tree = _parsed_test(test)
+    if tree is None:
         return None
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert) or tree.body[0].msg is not None:
         return None
@@ -175,10 +186,10 @@ def local_results(tests: tuple[str, ...] | list[str], planned: list[dict], answe
 def _local_check(test: str, target: str) -> tuple | None:
     """(op node type or 'truth'/'not', expected value) for a test of a supported form, whose tested side is the
     planned call itself (not, say, ``len()`` of it)."""
-    try:
-        node = astparse.parse(test, "<test>", "exec").body
-    except (SyntaxError, ValueError):
+    tree = _parsed_test(test)
+    if tree is None:
         return None
+    node = tree.body
     if len(node) != 1 or not isinstance(node[0], ast.Assert):
         return None
     expr = node[0].test

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from next_jax.execution import uid_block
+from next_jax.execution import tracer, uid_block
 from next_jax.execution.pool import VerificationPool
 from next_jax.execution.verdict import Candidate, Verdict
 
@@ -306,3 +306,10 @@ def side_channel_probe(host_sentinel) -> str:
     Template fields: ``$extra_paths`` (a list literal of more places to search), ``$host_pid``, ``$host_ppid``.
     """
     return SIDE_CHANNEL_PROBE.replace("$sentinel", SENTINEL_TEXT)
+
+
+@pytest.fixture(params=tracer.IMPLEMENTATIONS)
+def each_tracer_implementation(request, monkeypatch) -> str:
+    """Runs a test against each tracer recorder built on this machine (C and pure Python) as the default."""
+    monkeypatch.setattr(tracer, "_DEFAULT", request.param)
+    return request.param

@@ -8,15 +8,9 @@ import textwrap
 
 import pytest
 
-from next_jax.execution import tracer
 from next_jax.execution.tracer import Step, Trace, TraceException, trace_call, trace_code
 
-
-@pytest.fixture(autouse=True, params=tracer.IMPLEMENTATIONS)
-def implementation(request, monkeypatch):
-    """Every test here runs against each recorder built on this machine (C and pure Python)."""
-    monkeypatch.setattr(tracer, "_DEFAULT", request.param)
-    return request.param
+pytestmark = pytest.mark.usefixtures("each_tracer_implementation")
 
 
 def program(text: str) -> str:

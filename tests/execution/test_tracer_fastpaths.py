@@ -11,17 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_saferepr import general_safe_repr  # a sibling module: tests/ holds no packages
 
-from next_jax.execution import tracer
 from next_jax.execution.saferepr import safe_repr
 from next_jax.execution.shapes import render_with_shape, unchanged
 from next_jax.execution.tracer import trace_call
 
-
-@pytest.fixture(autouse=True, params=tracer.IMPLEMENTATIONS)
-def implementation(request, monkeypatch):
-    """Every test here runs against each recorder built on this machine (C and pure Python)."""
-    monkeypatch.setattr(tracer, "_DEFAULT", request.param)
-    return request.param
+pytestmark = pytest.mark.usefixtures("each_tracer_implementation")
 
 
 def program(text: str) -> str:
