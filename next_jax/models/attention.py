@@ -71,6 +71,7 @@ class Attention(nnx.Module):
         self.inv_freq = tuple(float(f) for f in rope_inverse_frequencies(config))
         self.scale = d**-0.5
         self.dtype = dtype
+        self.impl = config.attention_impl
 
     def _project(self, x: jax.Array, kernel: nnx.Param, bias: nnx.Param | None, names: tuple) -> jax.Array:
         w = kernel.get_value().astype(self.dtype)
@@ -104,10 +105,8 @@ class Attention(nnx.Module):
         if layer_cache is not None:
             new_cache = layer_cache.write(k, v, index)
             out = _attend_cache(q, new_cache, mask, self.scale)
-        elif causal and x.shape[1] > QUERY_BLOCK:
-            out = _attend_causal_blocks(q, k, v, mask, self.scale, QUERY_BLOCK)
         else:
-            out = jax.nn.dot_product_attention(q, k, v, mask=mask, scale=self.scale)
+            out = self._attend(q, k, v, mask, causal)
         out = constrain(out, ("batch", "length", "heads", "kv"))
         w = self.o.get_value().astype(self.dtype)
         h, d, e = w.shape
@@ -115,6 +114,18 @@ class Attention(nnx.Module):
         if self.o_bias is not None:
             y = y + self.o_bias.get_value().astype(self.dtype)
         return y, new_cache
+
+    def _attend(self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, causal: bool) -> jax.Array:
+        """Attention without a cache, by `config.attention_impl` ('auto' = 'blocked')."""
+        impl = "blocked" if self.impl == "auto" else self.impl
+        if impl == "cudnn" and q.dtype in (jnp.bfloat16, jnp.float16) and jax.default_backend() == "gpu":
+            # The mask still applies; `is_causal` only lets cuDNN skip the blocks above the diagonal.
+            return jax.nn.dot_product_attention(
+                q, k, v, mask=mask, scale=self.scale, is_causal=causal, implementation="cudnn"
+            )
+        if impl == "blocked" and causal and q.shape[1] > QUERY_BLOCK:
+            return _attend_causal_blocks(q, k, v, mask, self.scale, QUERY_BLOCK)
+        return jax.nn.dot_product_attention(q, k, v, mask=mask, scale=self.scale)
 
 
 def _attend_causal_blocks(

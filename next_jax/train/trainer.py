@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -14,6 +15,7 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
+from next_jax import host_memory
 from next_jax.models import partitioning
 from next_jax.models.mesh import create_mesh
 from next_jax.train import checkpoints, flops, optimizers, state_sharding
@@ -21,6 +23,8 @@ from next_jax.train.metric_writers import MetricWriter
 from next_jax.train.train_step import TrainState, make_eval_step, make_loss_fn, make_train_step
 
 _CPU_CEILING: dict[str, float] = {}
+
+logger = logging.getLogger(__name__)
 
 
 def cpu_matmul_ceiling() -> float:
@@ -101,8 +105,14 @@ class Trainer:
         self._eval_fn = make_eval_step(loss_fn)
         self._jitted: dict[Any, Callable] = {}
         self.peak_flops = peak_flops
-        if peak_flops is None and jax.devices()[0].platform == "cpu":
+        on_cpu = jax.devices()[0].platform == "cpu"
+        if peak_flops is None and on_cpu:
             self.peak_flops = cpu_matmul_ceiling()
+        if on_cpu and not host_memory.applied():
+            logger.info(
+                "XLA:CPU maps and page-faults each step's scratch memory afresh; calling "
+                "next_jax.host_memory.reuse_freed_memory() before jax starts makes steps faster"
+            )
         self.checkpoints = (
             checkpoints.CheckpointManager(
                 checkpoint_dir,

@@ -87,6 +87,27 @@ def test_prefix_lm_mask_does_not_take_the_causal_shortcut(long_model, monkeypatc
     assert np.abs(causal[1][:, :150] - full[1][:, :150]).max() > 1e-3
 
 
+def test_attention_impl_choices_compute_the_same_function(long_model, monkeypatch):
+    """'xla' (and 'cudnn', which is the XLA path on CPU) never take the query-block path and match 'auto'."""
+    inputs = _packed_inputs(2)
+    reference = _loss_and_grads(long_model, *inputs)  # 'auto': query blocks
+
+    def no_blocks(*args, **kwargs):
+        raise AssertionError("query-block path taken")
+
+    monkeypatch.setattr(attention, "_attend_causal_blocks", no_blocks)
+    with pytest.raises(AssertionError, match="query-block path"):
+        _loss_and_grads(Decoder(LONG.replace(attention_impl="blocked"), rngs=nnx.Rngs(3)), *inputs)
+    for impl in ("xla", "cudnn"):
+        other = _loss_and_grads(Decoder(LONG.replace(attention_impl=impl), rngs=nnx.Rngs(3)), *inputs)
+        np.testing.assert_allclose(other[0], reference[0], rtol=1e-5)
+        np.testing.assert_allclose(other[1], reference[1], atol=1e-5)
+        for a, b in zip(jax.tree.leaves(other[2]), jax.tree.leaves(reference[2]), strict=True):
+            assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max()
+    with pytest.raises(ValueError, match="attention_impl"):
+        LONG.replace(attention_impl="flash")
+
+
 @pytest.mark.parametrize(
     "k, n, transposed",
     [(16, 48, False), (48, 16, False), (16, 48, True), (48, 16, True), (24, 24, False)],
