@@ -85,7 +85,11 @@ def throughput(task: str, split: str) -> None:
     print(f"  epoch 1 (cold cache): {n1 / t1:8.1f} examples/s")
     # The 10x target is for traces from the sandboxed pool (MBPP-R). The synthetic set traces in-process, where
     # epoch 1 is already close to the no-trace peer, so a cache cannot be 10x there: print the bound instead.
-    target = "target >= 10x" if "synthetic" not in task else f"in-process tracer: at most {t1 / t_peer:.1f}x possible"
+    target = (
+        "target >= 10x"
+        if "synthetic" not in task
+        else f"in-process tracer: at most {t1 / t_peer:.1f}x possible"
+    )
     print(
         f"  epoch 2 (warm cache): {n2 / t2:8.1f} examples/s   -> {t1 / t2:.1f}x faster than epoch 1 "
         f"({target}); {t2 / t_peer:.2f}x the no-trace peer's time"

