@@ -15,7 +15,7 @@ from __future__ import annotations
 import gin
 import seqio
 
-from tasks.metrics import postprocess, repair_metrics
+from tasks.repair_metrics import postprocess, repair_metrics
 from tasks.sources import built_examples, repair_source, synthetic_examples
 from tasks.vocabularies import output_features
 

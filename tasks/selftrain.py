@@ -12,8 +12,8 @@ from pathlib import Path
 
 import seqio
 
-from tasks.metrics import postprocess
 from tasks.repair import PREPROCESSORS
+from tasks.repair_metrics import postprocess
 from tasks.sources import kept_source
 from tasks.vocabularies import output_features
 

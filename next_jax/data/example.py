@@ -37,7 +37,9 @@ class RepairExample:
     `tests` are shown in the prompt; `failing_tests` indexes the ones the buggy program fails (their traces are
     rendered). `hidden_tests` decide the verdict and never appear in a prompt. `setup` is trusted test-side code
     (imports, comparison helpers) run before the tests. `failure_type` summarises how the buggy program failed
-    when the example was built ("assertion", "exception:TypeError", "timeout", ...).
+    when the example was built ("assertion", "exception:TypeError", "timeout", ...). `rationale` is a gold
+    explanation of the bug where the builder knows one (the synthetic generator writes it from the mutation
+    and the failing call); it serves only as a seed demonstration's target, never in a prompt.
     """
 
     id: str
@@ -52,6 +54,7 @@ class RepairExample:
     failing_tests: tuple[int, ...] = ()
     failure_type: str = ""
     provenance: Provenance = Provenance(dataset="", origin="")
+    rationale: str = ""
 
     def __post_init__(self) -> None:
         bad = [i for i in self.failing_tests if not 0 <= i < len(self.tests)]

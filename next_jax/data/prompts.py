@@ -151,8 +151,10 @@ def _render(
     traced: Sequence[int],
     dropped: Sequence[int],
     shortened: bool,
+    instruction: bool = True,
 ) -> str:
-    parts = [INSTRUCTION, "", "### Task", example.description.strip(), ""]
+    parts = [INSTRUCTION, ""] if instruction else []
+    parts += ["### Task", example.description.strip(), ""]
     rendered = {i: render(Trace.from_json(traces[i]), example.buggy_code, fmt) for i in traced}
     if fmt == "inline" and traced:
         # The annotated program is the program: the first trace costs no second copy of the code.
@@ -191,8 +193,15 @@ def build_prompt(
     count_tokens: Callable[[str], int] = byte_length,
     max_traced_tests: int = 3,
     prefix: str = "",
+    instruction: bool = True,
 ) -> Prompt:
-    """Render the NExT prompt for `example` (with an optional few-shot `prefix`) within `budget` tokens."""
+    """Render the NExT prompt for `example` (with an optional few-shot `prefix`) within `budget` tokens.
+
+    The failing tests' outcomes (`# got: ...`) come from their traces, so pass a `tracer` for every format:
+    with `fmt="none"` the steps are left out but the tests, expected and actual outputs stay, and the trace
+    is the only difference between the arms of an ablation. `instruction=False` drops the opening
+    instruction line (compact prompts for small models that never read it).
+    """
     if fmt not in TRACE_FORMATS:
         raise ValueError(f"unknown trace format {fmt!r}; expected one of {TRACE_FORMATS}")
     calls: dict[int, str] = {}
@@ -217,7 +226,7 @@ def build_prompt(
     def attempt(traced: Sequence[int], shortened: bool) -> Prompt:
         shown = {i: shorten_loops(t, fmt == "scratchpad") if shortened else t for i, t in traces.items()}
         dropped = [i for i in candidates if i not in traced]
-        text = prefix + _render(example, fmt, shown, calls, traced, dropped, shortened)
+        text = prefix + _render(example, fmt, shown, calls, traced, dropped, shortened, instruction)
         n = count_tokens(text)
         return Prompt(text, n, budget is None or n <= budget, tuple(traced), tuple(dropped), shortened)
 

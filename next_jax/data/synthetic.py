@@ -13,11 +13,12 @@ split's content does not depend on how many examples of another split were gener
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import itertools
 import random
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any
 
@@ -88,6 +89,33 @@ def _distinct_args(program: Program, rng: random.Random, n: int) -> list[tuple]:
     return out
 
 
+def _shown(kind: str, value: Any) -> str:
+    """How a failing call's outcome reads in a rationale."""
+    if kind == "value":
+        return f"returns {value!r}"
+    if kind == "exception":
+        return f"raises {value}"
+    return "does not finish"
+
+
+def gold_rationale(buggy: str, reference: str, call: str, expected: Any, kind: str, value: Any) -> str:
+    """A templated rationale from what the generator knows: the failing call, its expected and actual
+    outcome, and the line the mutation changed with its correct form (named by line number, as the inline
+    trace numbers nothing but steps, so the line's text is quoted too)."""
+    head = f"`{call}` {_shown(kind, value)}, not {expected!r}."
+    a, b = buggy.splitlines(), reference.splitlines()
+    changed = [op for op in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes() if op[0] != "equal"]
+    if len(changed) == 1 and changed[0][0] == "replace" and changed[0][2] - changed[0][1] == 1:
+        _, i, _, j, j_end = changed[0]
+        if j_end - j == 1:
+            return f"{head} Line {i + 1} must be `{b[j].strip()}`."
+    if len(changed) == 1 and changed[0][0] == "delete":
+        _, i, i_end, _, _ = changed[0]
+        lines = "; ".join(f"`{line.strip()}`" for line in a[i:i_end])
+        return f"{head} Line {i + 1} {lines} must go."
+    return f"{head} The program must follow the task."
+
+
 def split_of(reference: str, validation_percent: int = 10) -> str:
     """The split a reference program belongs to, by a stable hash of its normalised text."""
     digest = hashlib.sha256(normalized(reference).encode()).digest()
@@ -128,12 +156,13 @@ def make_example(
             buggy = _load(mutant.code, program.entry_point)
         except Exception:  # noqa: BLE001 - e.g. a mutant that fails at definition time
             continue
-        failing, kinds = [], []
+        failing, kinds, outcomes = [], [], []
         for i, args in enumerate(visible):
             kind, value = _outcome(buggy, args, line_budget)
             if kind == "value" and value == expected[i] and type(value) is type(expected[i]):
                 continue
             failing.append(i)
+            outcomes.append((kind, value))
             kinds.append(
                 {"value": "assertion", "exception": f"exception:{value}", "timeout": "timeout"}[kind]
             )
@@ -151,6 +180,13 @@ def make_example(
                 failure_type=kinds[0],
                 provenance=Provenance(
                     "synthetic", "mutation", mutant.operator, f"template={program.template}; {mutant.what}"
+                ),
+                rationale=gold_rationale(
+                    mutant.code,
+                    program.code,
+                    _call(program.entry_point, visible[failing[0]]),
+                    expected[failing[0]],
+                    *outcomes[0],
                 ),
             )
     return None
@@ -175,3 +211,62 @@ def generate_synthetic(
     """The first `num_examples` examples of `split` for `seed`."""
     it = iter_synthetic(split, seed, **kwargs)
     return [next(it) for _ in range(num_examples)]
+
+
+def hash_bucket(text: str, buckets: int = 100) -> int:
+    """A stable bucket in [0, buckets) for a program, by a hash of its normalised text."""
+    digest = hashlib.sha256(normalized(text).encode()).digest()
+    return int.from_bytes(digest[:4], "big") % buckets
+
+
+def three_way_split(reference: str, dev_percent: int, seed_percent: int) -> str:
+    """"dev", "seed" or "pool" for a reference program, by a hash of its normalised text: a program's
+    bugs never land in two of the self-training splits."""
+    bucket = hash_bucket(reference)
+    if bucket < dev_percent:
+        return "dev"
+    return "seed" if bucket < dev_percent + seed_percent else "pool"
+
+
+def selftrain_splits(
+    seed: int,
+    sizes: dict[str, int],
+    *,
+    dev_percent: int = 20,
+    seed_percent: int = 20,
+    max_index: int = 1_000_000,
+    **kwargs: Any,
+) -> dict[str, list[RepairExample]]:
+    """The first `sizes[split]` examples of each of "seed", "pool" and "dev" for `seed`.
+
+    Splits are decided by a hash of the reference program (`three_way_split`), and examples are deduplicated
+    by their normalised buggy program across all splits, so no buggy program is seen twice.
+    """
+    out: dict[str, list[RepairExample]] = {k: [] for k in sizes}
+    seen: set[str] = set()
+    for index in range(max_index):
+        if all(len(out[k]) >= n for k, n in sizes.items()):
+            return out
+        ex = make_example(seed, index, **kwargs)
+        if ex is None:
+            continue
+        split = three_way_split(ex.reference or "", dev_percent, seed_percent)
+        key = normalized(ex.buggy_code)
+        if split not in out or len(out[split]) >= sizes[split] or key in seen:
+            continue
+        seen.add(key)
+        out[split].append(ex)
+    raise RuntimeError(f"fewer synthetic examples than asked for after {max_index} draws: {sizes}")
+
+
+def iter_programs(
+    seed: int, exclude: Callable[[str], bool] = lambda code: False
+) -> Iterator[tuple[str, str]]:
+    """Endless (description, reference code) pairs of template programs for seed `seed`, skipping those for
+    which `exclude(code)` holds (e.g. the programs of a held-out split)."""
+    rng = random.Random(f"programs:{seed}")
+    names = sorted(TEMPLATES)
+    while True:
+        program = TEMPLATES[rng.choice(names)](rng)
+        if not exclude(program.code):
+            yield program.description, program.code

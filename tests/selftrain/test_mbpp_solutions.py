@@ -1,6 +1,6 @@
 """MBPP-R from model samples: the `decode.Sampler`-backed proposer and the gin-configured build end to end.
 
-The proposer lives in `next_jax.selftrain.proposer` (data code imports no jax). The `tiny` preset has random weights, so its samples are noise: the build must report every
+The proposer lives in `next_jax.selftrain.text_sampler` (data code imports no jax). The `tiny` preset has random weights, so its samples are noise: the build must report every
 one of them as dropped, keep nothing, and still write its outputs.
 """
 
@@ -19,7 +19,8 @@ from flax import nnx
 from next_jax.data.readers import default_data_dir
 from next_jax.decode.sampler import Sampler
 from next_jax.models.registry import build_model, get_preset
-from next_jax.selftrain.proposer import SamplerCompletions, sampled_solutions
+from next_jax.selftrain.mbpp_solutions import sampled_solutions
+from next_jax.selftrain.text_sampler import TextSampler
 from next_jax.train.checkpoints import save_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +60,7 @@ def _direct(sampler: Sampler, prompt: str, num_samples: int, seed: int, keep_las
 
 def test_proposer_decodes_samples_per_prompt_with_a_seed_per_call(tiny_sampler):
     prompts = ["def f(x):", "assert g(2) == 4\n```python\n", "x" * 40]
-    proposer = SamplerCompletions(
+    proposer = TextSampler(
         tiny_sampler,
         VOCAB,
         max_new_tokens=12,
@@ -91,7 +92,7 @@ def test_sampled_solutions_loads_saved_params_and_checks_the_vocabulary(tmp_path
         length_buckets=BUCKETS,
         **kwargs,
     )
-    direct = SamplerCompletions(tiny_sampler, VOCAB, **kwargs)
+    direct = TextSampler(tiny_sampler, VOCAB, **kwargs)
     assert loaded.generate(["def f(x):"], 2) == direct.generate(["def f(x):"], 2)
     with pytest.raises(ValueError, match="does not fit"):
         sampled_solutions(preset="tiny", vocabulary=VOCAB, dtype="float32")  # 259 ids, 256 embeddings

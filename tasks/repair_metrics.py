@@ -7,16 +7,14 @@ Several predictions for one example id (the task repeated for sampling) give pas
 
 from __future__ import annotations
 
-import collections
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gin
 
-from next_jax.data.metrics import fix_rate, mean_pass_at_k
-from next_jax.data.parsing import parse_completion
-from next_jax.execution.verdict import Candidate
+from next_jax.data.fix_check import verify_predictions
+from next_jax.data.pass_at_k import fix_rate, mean_pass_at_k
 
 
 def _text(x: Any) -> str:
@@ -29,29 +27,6 @@ def postprocess(output: Any, example: Mapping[str, Any] | None = None, is_target
         meta = json.loads(_text(example["meta"]))
         return {"id": _text(example["id"]), **meta}
     return _text(output)
-
-
-def verify_predictions(
-    targets: Sequence[Mapping[str, Any]], predictions: Sequence[str], pool: Any
-) -> tuple[dict[str, list[bool]], collections.Counter[str]]:
-    """Per example id, whether each prediction's fix passes; and the count of each verdict/parse status."""
-    outcomes: dict[str, list[bool]] = collections.defaultdict(list)
-    statuses: collections.Counter[str] = collections.Counter()
-    jobs = []
-    for i, (t, p) in enumerate(zip(targets, predictions, strict=True)):
-        parsed = parse_completion(p, t["entry_point"])
-        if parsed.ok:
-            jobs.append(
-                (t["id"], Candidate(f"{t['id']}#{i}", parsed.code, tuple(t["tests"]), t.get("setup", "")))
-            )
-        else:
-            outcomes[t["id"]].append(False)
-            statuses[parsed.status] += 1
-    verdicts = pool.verify([c for _, c in jobs]) if jobs else []
-    for (ident, _), v in zip(jobs, verdicts, strict=True):
-        outcomes[ident].append(v.ok)
-        statuses[v.status] += 1
-    return dict(outcomes), statuses
 
 
 @gin.configurable

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from next_jax.decode.prompts import batch_bucket, bucket, left_pad
+from next_jax.decode.batching import batch_bucket, bucket, left_pad
 
 
 def test_bucket_picks_smallest_and_rounds_past_the_largest():

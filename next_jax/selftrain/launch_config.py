@@ -1,0 +1,60 @@
+"""Parse gin files and `--gin.` bindings (T5X conventions), check them against the run directory, run.
+
+Errors a user can fix (a missing gin file, a typo in a binding, a different config on an existing run
+directory, a missing data file or checkpoint) come out as `ConfigError` with one clear line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import gin
+
+from next_jax.selftrain.rundir import ConfigMismatchError, RunDir
+
+
+class ConfigError(RuntimeError):
+    pass
+
+
+def parse(gin_files: Sequence[str], bindings: Sequence[str], search_paths: Sequence[str]) -> None:
+    import next_jax.selftrain.loop  # noqa: F401  (registers the configurables)
+    import tasks  # noqa: F401
+
+    for path in search_paths:
+        gin.add_config_file_search_path(path)
+    for name in gin_files:
+        if not any(Path(p, name).exists() for p in ["", *search_paths]):
+            raise ConfigError(f"gin file {name} not found (searched . and {', '.join(search_paths)})")
+    try:
+        gin.parse_config_files_and_bindings(list(gin_files), ["ALLOW_CONFIG_CHANGE = False", *bindings]
+                                            if not any(b.startswith("ALLOW_CONFIG_CHANGE") for b in bindings)
+                                            else list(bindings))
+    except (ValueError, KeyError, SyntaxError, OSError) as e:
+        raise ConfigError(f"bad gin configuration: {e}") from None
+
+
+def run_from_flags(gin_files: Sequence[str], bindings: Sequence[str], *, search_paths: Sequence[str],
+                   run_dir: str | None) -> dict:
+    from next_jax.selftrain.loop import self_train
+
+    parse(gin_files, bindings, search_paths)
+    allow = bool(gin.query_parameter("%ALLOW_CONFIG_CHANGE"))
+    if run_dir is None:
+        try:
+            run_dir = gin.query_parameter("%RUN_DIR")
+        except ValueError:
+            run_dir = os.path.join("runs", Path(gin_files[-1]).stem)
+    config_text = "\n".join(line for line in gin.config_str().splitlines()
+                            if not line.startswith("ALLOW_CONFIG_CHANGE"))
+    run = RunDir(run_dir)
+    try:
+        run.check_config(config_text, allow_change=allow)
+    except ConfigMismatchError as e:
+        raise ConfigError(str(e)) from None
+    try:
+        return self_train(str(run.root))
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from None

@@ -1,0 +1,295 @@
+"""The NExT self-training loop: base -> (control) -> iterations of hard subset, sample + verify, filter,
+fine-tune, evaluate; resumable stage by stage from the run directory (see `rundir.py`).
+
+`self_train(run_dir)` is the gin entry point (`launch/self_train.py`); `SEED` seeds the data draw,
+initialisation, sampling and data order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gin
+import jax
+
+from next_jax.data.example import iter_jsonl, write_jsonl
+from next_jax.data.prompts import format_target
+from next_jax.data.rendering import PromptRenderer, verification_meta
+from next_jax.selftrain import problems as problems_lib
+from next_jax.selftrain.batches import training_batches
+from next_jax.selftrain.evaluation import EvalSettings, evaluate_arm
+from next_jax.selftrain.filtering import FilterSettings, kept_records
+from next_jax.selftrain.generation import SamplerGenerate
+from next_jax.selftrain.model_setup import build_runtime
+from next_jax.selftrain.progress import Progress
+from next_jax.selftrain.records import sampling_seed
+from next_jax.selftrain.rundir import RunDir
+from next_jax.selftrain.sample_verify import Problem, read_joined, sample_and_verify, shards_of
+from next_jax.selftrain.settings import FinetuneSettings, HardSubsetSettings, SampleSettings
+from next_jax.selftrain.summary import best_iteration, build_summary, publish
+from tasks.sources import repair_data_config, token_counter
+
+log = logging.getLogger(__name__)
+
+
+class Loop:
+    """One run's state between stages: run directory, problems, renderer, runtime, pool."""
+
+    def __init__(self, run: RunDir, *, seed: int, trace_format: str, problems_factory: Callable,
+                 pool_factory: Callable[[], Any], show_progress: bool) -> None:
+        self.run, self.seed, self.trace_format = run, seed, trace_format
+        self.sample_settings, self.hard = SampleSettings(), HardSubsetSettings()
+        self.filter_settings, self.finetune, self.eval_settings = FilterSettings(), FinetuneSettings(), EvalSettings()
+        self.progress = Progress(enabled=show_progress)
+        self.problems = self._problems(problems_factory)
+        self.runtime = build_runtime(seed=seed, show_progress=show_progress)
+        self.vocab = self.runtime.vocabulary
+        self.count = token_counter(self.vocab)
+        self.renderer = PromptRenderer(repair_data_config(), self.count)
+        self._pool_factory, self._pool = pool_factory, None
+        self._params: dict[str, dict] = {}
+
+    # -- shared pieces ------------------------------------------------------------------------------
+    def _problems(self, factory: Callable) -> problems_lib.ProblemSet:
+        data = self.run.path("data")
+        if not self.run.done("data"):
+            problems_lib.save(factory(), data)
+            self.run.complete("data")
+        return problems_lib.load(data)
+
+    def verify(self, candidates: list) -> list:
+        if self._pool is None:
+            self._pool = self._pool_factory()
+        return self._pool.verify(candidates)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                self._pool.close()
+        self.runtime.trainer.close()
+
+    def problems_for(self, examples, fmt: str) -> tuple[list[Problem], float]:
+        """Sampling problems with prompts in `fmt`, and the share of prompts that kept a failing test's trace."""
+        out, traced = [], 0
+        for ex in examples:
+            prompt = self.renderer.prompt(ex, fmt, self.problems.trusted)
+            traced += bool(prompt.traced_tests)
+            out.append(Problem(ex.id, prompt.text, verification_meta(ex)))
+        return out, (traced / len(out) if out else 0.0)
+
+    def generator(self, temperature: float, purpose: str, iteration: int, max_new_tokens: int) -> SamplerGenerate:
+        s = self.sample_settings
+        return SamplerGenerate(
+            self.runtime.sampler, self.vocab, seed=sampling_seed(self.seed, iteration, purpose),
+            max_new_tokens=max_new_tokens, temperature=temperature, top_k=s.top_k if temperature else 0,
+            top_p=(self.eval_settings.top_p if purpose == "eval" else s.top_p) if temperature else 1.0,
+            rows_per_call=s.rows_per_call, max_prompt_tokens=max(self.runtime.sampler.length_buckets),
+        )
+
+    def params(self, name: str) -> dict:
+        """Parameters of a trained model ("base", "control", "iter_K"), from memory or its saved copy."""
+        if name not in self._params:
+            path = self.run.path(name, "params")
+            self._params[name] = self.runtime.load(path) if path.exists() else self.runtime.initial_params
+        return self._params[name]
+
+    def timed(self, stage: str, fn: Callable[[], Any]) -> Any:
+        """Run `fn` as `stage` unless complete; record its result and seconds."""
+        if self.run.done(stage):
+            return self.run.result(stage)
+        start = time.perf_counter()
+        result = fn() or {}
+        result["seconds"] = time.perf_counter() - start
+        self.run.complete(stage, result)
+        log.info("stage %s done in %.1f s", stage, result["seconds"])
+        return result
+
+    # -- stages -------------------------------------------------------------------------------------
+    def write_demos(self, examples, name: str) -> Path:
+        """Prompt/target records of examples with gold rationales (the seed demonstrations)."""
+        path = self.run.path("data", f"{name}_{self.trace_format}.jsonl")
+        if not path.exists():
+            write_jsonl(path, ({"id": ex.id, "prompt": self.renderer.prompt(ex, self.trace_format, self.problems.trusted).text,
+                                "target": format_target(ex.rationale, ex.reference or "")} for ex in examples))
+        return path
+
+    def train_stage(self, name: str, start: dict, paths: list[Path], steps: int, batch_size: int, seed_offset: int):
+        directory = self.run.path(name)
+        batches = lambda: training_batches(  # noqa: E731
+            f"selftrain_{name.replace('/', '_')}", paths, batch_size=batch_size, num_steps=steps,
+            seed=self.seed * 1009 + seed_offset, vocabulary=self.vocab,
+        )
+        metrics = self.runtime.train(start, batches, num_steps=steps, directory=directory,
+                                     log_dir=self.run.path("tensorboard", name.replace("/", "_")))
+        self._params[name] = self.runtime.copy_params()
+        return {"steps": steps, "final_loss": metrics.get("loss"), "records": [str(p) for p in paths]}
+
+    def pretrain_base(self, steps: int, batch_size: int) -> None:
+        if steps <= 0:
+            return
+        paths = [self.run.path("data", "corpus.jsonl")]
+        if self.problems.seed:
+            paths.append(self.write_demos(self.problems.seed, "seed"))
+        self.timed("base", lambda: self.train_stage("base", self.runtime.initial_params, paths, steps, batch_size, 1))
+
+    def evaluate(self, name: str, iteration: int) -> dict:
+        """EVAL per arm for model `name` (dev with the run's trace format, dev_notrace, extra sets)."""
+
+        def run() -> dict:
+            self.runtime.sample_with(self.params(name))
+            arms = {"dev": (self.problems.dev, self.trace_format)}
+            if self.eval_settings.notrace and self.trace_format != "none":
+                arms["dev_notrace"] = (self.problems.dev, "none")
+            for extra, examples in self.problems.extra_evals:
+                arms[extra] = (examples, self.trace_format)
+            results = {}
+            for arm, (examples, fmt) in arms.items():
+                problems, share = self.problems_for(examples, fmt)
+                make = lambda t, purpose: self.generator(t, purpose, iteration, self.eval_settings.max_new_tokens)  # noqa: E731
+                n = len(problems) * (2 if self.eval_settings.num_samples else 1)
+                with self.progress.bar(f"eval {name} {arm}", n) as bar:
+                    results[arm] = evaluate_arm(
+                        problems, self.run.path(name, "eval", arm), settings=self.eval_settings, make_generate=make,
+                        verify=self.verify, length=self.count, trace_share=share, progress=bar,
+                    )
+            return {"eval": results}
+
+        return self.timed(f"{name}/eval", run)["eval"]
+
+    def hard_subset(self) -> list[str]:
+        """Ids of the training problems the base model rarely solves (pass@1 < threshold)."""
+        if not self.hard.enabled:
+            return [ex.id for ex in self.problems.pool]
+
+        def run() -> dict:
+            self.runtime.sample_with(self.params("base"))
+            problems, _ = self.problems_for(self.problems.pool, self.trace_format)
+            out = self.run.path("hard_subset")
+            with self.progress.bar("hard subset", len(problems)) as bar:
+                sample_and_verify(shards_of(problems, self.sample_settings.shard_size, self.count), out, iteration=0,
+                                  generate=self.generator(self.sample_settings.temperature, "hard", 0,
+                                                          self.sample_settings.max_new_tokens),
+                                  verify=self.verify, num_samples=self.hard.num_samples, progress=bar)
+            passed: dict[str, list[bool]] = {}
+            for s, v in read_joined(out):
+                passed.setdefault(s.example_id, []).append(v["status"] == "pass")
+            keep = sorted(i for i, flags in passed.items() if sum(flags) / len(flags) < self.hard.threshold)
+            return {"ids": keep, "problems": len(passed)}
+
+        return self.timed("hard_subset", run)["ids"]
+
+    def iteration(self, k: int, pool_ids: list[str]) -> None:
+        name, prev = f"iter_{k}", ("base" if k == 0 else f"iter_{k - 1}")
+        directory = self.run.iteration(k)
+        examples = [ex for ex in self.problems.pool if ex.id in set(pool_ids)]
+        problems, share = self.problems_for(examples, self.trace_format)
+
+        def sample() -> dict:
+            write_jsonl(directory / "prompts.jsonl.gz", ({"example_id": p.example_id, "prompt": p.prompt,
+                                                         "traced": self.trace_format != "none"} for p in problems))
+            self.runtime.sample_with(self.params(prev))
+            s = self.sample_settings
+            with self.progress.bar(f"{name} sample+verify", len(problems)) as bar:
+                stats = sample_and_verify(
+                    shards_of(problems, s.shard_size, self.count), directory, iteration=k,
+                    generate=self.generator(s.temperature, "train", k, s.max_new_tokens), verify=self.verify,
+                    num_samples=s.num_samples, queue_size=s.queue_size, progress=bar,
+                )
+            solved = {sv.example_id for sv, v in read_joined(directory) if v["status"] == "pass"}
+            return {"problems": len(problems), "samples": stats.samples, "parsed": stats.parsed,
+                    "passed": stats.passed, "problems_solved": len(solved), "trace_share": share,
+                    "sample_seconds": stats.sample_seconds, "verify_seconds": stats.verify_seconds,
+                    "sampler_wait_seconds": stats.sampler_wait_seconds}
+
+        log.info("%s: %.1f%% of prompts keep a failing test's trace", name, 100 * share)
+        self.timed(f"{name}/sample", sample)
+
+        def filter_() -> dict:
+            first = 0 if self.filter_settings.accumulate else k
+            joined, prompts = [], {}
+            for j in range(first, k + 1):
+                joined += read_joined(self.run.iteration(j))
+                for rec in iter_jsonl(self.run.iteration(j) / "prompts.jsonl.gz"):
+                    prompts[(j, rec["example_id"])] = rec["prompt"]
+            kept = kept_records(joined, prompts, self.filter_settings)
+            write_jsonl(directory / "kept.jsonl", kept)
+            return {"kept": len(kept)}
+
+        self.timed(f"{name}/filter", filter_)
+        paths = [directory / "kept.jsonl"]
+        if self.finetune.include_seed and self.problems.seed:
+            paths.append(self.write_demos(self.problems.seed, "seed"))
+        start = self.params("base") if self.finetune.from_base else self.params(prev)
+        self.timed(f"{name}/train", lambda: self.train_stage(name, start, paths, self.finetune.steps,
+                                                             self.finetune.batch_size, 200 + k))
+        self.evaluate(name, k)
+
+
+@gin.configurable(module="next_jax.selftrain")
+def self_train(
+    run_dir: str,
+    *,
+    seed: int = 0,
+    num_iterations: int = 3,
+    problems: Callable[[], problems_lib.ProblemSet] = gin.REQUIRED,
+    trace_format: str = "inline",
+    control: bool = True,
+    pool_workers: int = 2,
+    pool_timeout: float = 5.0,
+    export_best: bool = True,
+    show_progress: bool = True,
+    pool_factory: Callable[[], Any] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) self-training in `run_dir`; returns the summary written to `RUN/summary.json`.
+
+    `problems` is a factory (gin: `@synthetic_problems` or `@mbpp_r_problems`, unevaluated) called once;
+    `pool_factory` replaces the sandboxed verification pool (tests only).
+    """
+    from next_jax.execution.pool import VerificationPool
+
+    run = RunDir(run_dir)
+    factory = pool_factory or (lambda: VerificationPool(workers=pool_workers, timeout=pool_timeout))
+    loop = Loop(run, seed=seed, trace_format=trace_format, problems_factory=problems, pool_factory=factory,
+                show_progress=show_progress)
+    try:
+        from next_jax.selftrain.settings import BaseModelSettings
+
+        base = BaseModelSettings()
+        loop.pretrain_base(base.pretrain_steps, base.pretrain_batch_size)
+        loop.evaluate("base", -1)
+        if control and loop.problems.seed:
+            seed_path = loop.write_demos(loop.problems.seed, "seed")
+            loop.timed("control", lambda: loop.train_stage("control", loop.params("base"), [seed_path],
+                                                           loop.finetune.steps, loop.finetune.batch_size, 100))
+            loop.evaluate("control", -2)
+        pool_ids = loop.hard_subset()
+        for k in range(num_iterations):
+            loop.iteration(k, pool_ids)
+            publish(run, build_summary(run, seed=seed, num_iterations=num_iterations), final=False)
+        summary = build_summary(run, seed=seed, num_iterations=num_iterations)
+        best = best_iteration(summary)
+        if export_best and best is not None and jax.process_index() == 0:
+            loop.timed("export_best", lambda: _export(loop, best))
+        summary = build_summary(run, seed=seed, num_iterations=num_iterations)
+        publish(run, summary, final=True)
+        return summary
+    finally:
+        loop.close()
+
+
+def _export(loop: Loop, best: int) -> dict:
+    from next_jax.models.hf import save_pretrained
+
+    params = loop.params(f"iter_{best}")
+    out = loop.run.path("best")
+    loop.runtime.save(params, out / "params")
+    vocab = loop.vocab if hasattr(loop.vocab, "tokenizer_json") else None
+    save_pretrained(loop.runtime.model_with(params), out / "hf", vocab=vocab)
+    return {"iteration": best, "hf": str(out / "hf"), "params": str(out / "params")}
+
+

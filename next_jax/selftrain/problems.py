@@ -1,0 +1,109 @@
+"""The problems a run works on: the training pool, the dev set (and further eval sets), the seed
+demonstrations and the base model's pretraining corpus, fixed once per run under `RUN/data/`.
+
+`synthetic` (the embedded, offline default) draws all of them from the seeded generator, split by a hash of
+the reference program and deduplicated by the normalised buggy program; `mbpp_r` reads a built MBPP-R
+(train pool, validation as dev) and optionally HeFix+ (an extra eval set with its hidden tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import gin
+
+from next_jax.data.example import RepairExample, iter_jsonl, read_examples, write_examples, write_jsonl
+from next_jax.data.synthetic import iter_programs, selftrain_splits, three_way_split
+
+
+@dataclasses.dataclass(frozen=True)
+class ProblemSet:
+    """What one run trains and evaluates on. `trusted`: programs are ours (traced in-process)."""
+
+    pool: tuple[RepairExample, ...]
+    dev: tuple[RepairExample, ...]
+    seed: tuple[RepairExample, ...] = ()
+    extra_evals: tuple[tuple[str, tuple[RepairExample, ...]], ...] = ()
+    corpus: tuple[dict[str, str], ...] = ()  # pretraining pairs {"prompt", "target"}
+    trusted: bool = False
+
+
+def program_pair(description: str, code: str) -> dict[str, str]:
+    """A pretraining pair: the task in the prompt's own `### Task` form, the program as the answer."""
+    return {"prompt": f"### Task\n{description.strip()}\n\n### Answer\n",
+            "target": f"```python\n{code.rstrip()}\n```\n"}
+
+
+@gin.configurable(module="next_jax.selftrain")
+def synthetic_problems(
+    seed: int = 0,
+    num_seed: int = 200,
+    num_pool: int = 1024,
+    num_dev: int = 256,
+    num_programs: int = 4000,
+    dev_percent: int = 20,
+    seed_percent: int = 20,
+) -> ProblemSet:
+    """The embedded default: seed demos (with gold rationales), training pool and dev from the generator,
+    and `num_programs` description + program pairs (none of a dev reference) to pretrain the base on."""
+    splits = selftrain_splits(
+        seed, {"seed": num_seed, "pool": num_pool, "dev": num_dev},
+        dev_percent=dev_percent, seed_percent=seed_percent,
+    )
+    programs = iter_programs(seed, exclude=lambda code: three_way_split(code, dev_percent, seed_percent) == "dev")
+    corpus = tuple(program_pair(*next(programs)) for _ in range(num_programs))
+    return ProblemSet(
+        pool=tuple(splits["pool"]), dev=tuple(splits["dev"]), seed=tuple(splits["seed"]),
+        corpus=corpus, trusted=True,
+    )
+
+
+@gin.configurable(module="next_jax.selftrain")
+def mbpp_r_problems(
+    root: str = gin.REQUIRED,
+    max_pool: int | None = None,
+    max_dev: int | None = None,
+    hefix_plus: bool = True,
+) -> ProblemSet:
+    """A built MBPP-R under `root` (`launch/build_mbpp_r.py`): train as the pool, validation as dev; and
+    HeFix+ (`root/hefix_plus/test.jsonl`) as an extra eval set when present and asked for."""
+    base = Path(root)
+    for needed in (base / "mbpp_r" / "train.jsonl", base / "mbpp_r" / "validation.jsonl"):
+        if not needed.exists():
+            raise FileNotFoundError(f"{needed} not found: build MBPP-R with launch/build_mbpp_r.py --out={root}")
+    pool = read_examples(base / "mbpp_r" / "train.jsonl")[:max_pool]
+    dev = read_examples(base / "mbpp_r" / "validation.jsonl")[:max_dev]
+    extra = []
+    hefix = base / "hefix_plus" / "test.jsonl"
+    if hefix_plus:
+        if not hefix.exists():
+            raise FileNotFoundError(f"{hefix} not found: build it with launch/build_mbpp_r.py --hefix_plus")
+        extra.append(("hefix_plus", tuple(read_examples(hefix))))
+    return ProblemSet(pool=tuple(pool), dev=tuple(dev), extra_evals=tuple(extra), trusted=False)
+
+
+def save(problems: ProblemSet, directory: Path) -> None:
+    """Write a problem set under `directory` (examples as JSON lines, the rest as JSON)."""
+    write_examples(directory / "pool.jsonl", problems.pool)
+    write_examples(directory / "dev.jsonl", problems.dev)
+    write_examples(directory / "seed.jsonl", problems.seed)
+    write_jsonl(directory / "corpus.jsonl", problems.corpus)
+    for name, examples in problems.extra_evals:
+        write_examples(directory / f"eval_{name}.jsonl", examples)
+    meta = {"trusted": problems.trusted, "extra_evals": [name for name, _ in problems.extra_evals]}
+    (directory / "problems.json").write_text(json.dumps(meta) + "\n", encoding="utf-8")
+
+
+def load(directory: Path) -> ProblemSet:
+    """Read what `save` wrote."""
+    meta = json.loads((directory / "problems.json").read_text(encoding="utf-8"))
+    return ProblemSet(
+        pool=tuple(read_examples(directory / "pool.jsonl")),
+        dev=tuple(read_examples(directory / "dev.jsonl")),
+        seed=tuple(read_examples(directory / "seed.jsonl")),
+        extra_evals=tuple((n, tuple(read_examples(directory / f"eval_{n}.jsonl"))) for n in meta["extra_evals"]),
+        corpus=tuple(iter_jsonl(directory / "corpus.jsonl")),
+        trusted=bool(meta["trusted"]),
+    )

@@ -1,0 +1,80 @@
+"""One decoder on one mesh that both fine-tunes and samples: a `Trainer` (one compiled step for every
+training stage of the run) and a `Sampler` (compiled once per shape; new parameters go in as arguments,
+device to device, never through host memory or disk)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from next_jax.decode.sampler import Sampler
+from next_jax.models.mesh import create_mesh
+from next_jax.train.checkpoints import restore_params, save_params
+from next_jax.train.metric_writers import ConsoleWriter, MultiWriter, TensorBoardWriter
+from next_jax.train.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+
+class ModelRuntime:
+    """Holds the run's trainer and sampler over one model architecture."""
+
+    def __init__(self, model: nnx.Module, vocabulary: Any, *, length_buckets: tuple[int, ...],
+                 mesh: jax.sharding.Mesh | None = None, show_progress: bool = True) -> None:
+        self.mesh = mesh if mesh is not None else create_mesh()
+        self.vocabulary = vocabulary
+        self.config = model.config
+        self.trainer = Trainer(model, self.mesh)
+        pad = vocabulary.pad_id if vocabulary.pad_id is not None else 0
+        self.sampler = Sampler(model, eos_id=vocabulary.eos_id, pad_id=pad, mesh=self.mesh,
+                               length_buckets=length_buckets)
+        self.show_progress = show_progress
+        self.initial_params = self.copy_params()
+
+    def copy_params(self) -> dict:
+        """A device copy of the trainer's current parameters (the next step donates its own buffers)."""
+        return jax.tree.map(jnp.copy, self.trainer.state.params)
+
+    def sample_with(self, params: dict) -> None:
+        self.sampler.set_params(params)
+
+    def train(self, params: dict, batches_fn, *, num_steps: int, directory: Path, log_dir: Path) -> dict:
+        """Train from `params` for `num_steps` on `batches_fn()` with checkpoints in `directory/checkpoints`
+        (resuming from the newest one there), then save the final parameters to `directory/params`."""
+        self.trainer.restart(params, checkpoint_dir=str(directory / "checkpoints"))
+        resumed = self.trainer.restore_latest()
+        if resumed:
+            log.info("resuming training in %s from step %d", directory, resumed)
+        writers = [TensorBoardWriter(str(log_dir))]
+        if self.show_progress:
+            writers.append(ConsoleWriter(num_steps, initial_step=self.trainer.step, print_every=max(1, num_steps // 5)))
+        writer = MultiWriter(writers)
+        try:
+            metrics = self.trainer.fit(batches_fn(), num_steps, writer=writer)
+        finally:
+            writer.close()
+        final = self.copy_params()
+        self.save(final, directory / "params")
+        return metrics
+
+    @staticmethod
+    def save(params: dict, path: Path) -> None:
+        if path.exists():  # a save whose stage was never recorded complete: redo it
+            shutil.rmtree(path)
+        save_params(path, params)
+
+    def load(self, path: Path) -> dict:
+        """Parameters saved by `save`, placed like the trainer's."""
+        return restore_params(path, self.trainer.state.params)
+
+    def model_with(self, params: dict) -> nnx.Module:
+        """A decoder holding `params` (for export)."""
+        state = nnx.State(self.trainer._params_template)
+        nnx.replace_by_pure_dict(state, jax.tree.map(jnp.copy, params))
+        return nnx.merge(self.trainer._graphdef, state, self.trainer._rest)
