@@ -5,9 +5,10 @@
         --gin_param="sampled_solutions.hf_checkpoint='/path/to/Qwen2.5-Coder-1.5B'" --out=out/data_sampled
 
 Writes <out>/mbpp_r/{train,validation}.jsonl, <out>/mbpp_r/stats.json, the TFDS dataset under <out>/tfds, and,
-with --hefix_plus, <out>/hefix_plus/test.jsonl. Traces of the failing tests are precomputed in the sandbox into
-<out>/trace_cache/pool.jsonl so the SeqIO tasks start warm. All choices come from gin (see gin/data/); the
-sampled build's gin file imports the model-side sampler itself, so a mutation build never loads jax.
+with --hefix_plus, <out>/hefix_plus/test.jsonl; next to each, reference_times.json (each problem's reference
+solution timed in the pool, for per-problem time limits: next_jax.data.time_limits). Traces of the failing
+tests are precomputed in the sandbox into <out>/trace_cache/pool.jsonl so the SeqIO tasks start warm. All
+choices come from gin (see gin/data/); the sampled build's gin file imports the model-side sampler itself, so a mutation build never loads jax.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from next_jax.data.hefix_plus import build_hefix_plus
 from next_jax.data.prompts import call_of_test, pool_tracer
 from next_jax.data.readers import default_data_dir, read_evalplus, read_humanevalfix, read_mbpp
 from next_jax.data.tfds_mbpp_r import MbppR, build_tfds
+from next_jax.data.time_limits import CACHE_NAME, measure_reference_times
 from next_jax.data.trace_cache import TraceCache
 from next_jax.execution.pool import VerificationPool
 
@@ -79,6 +81,8 @@ def main() -> None:
     ap.add_argument("--hefix_plus", action="store_true", help="also build HeFix+")
     ap.add_argument("--skip_mbpp_r", action="store_true", help="build only what the other flags ask for")
     ap.add_argument("--no_traces", action="store_true", help="skip precomputing traces")
+    ap.add_argument("--no_time_limits", action="store_true",
+                    help="skip measuring the reference solutions' times (<dataset>/reference_times.json)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
     gin.add_config_file_search_path(str(REPO))  # gin files include each other by repo-relative path
@@ -101,6 +105,9 @@ def main() -> None:
             )
             for name, examples in built.splits.items():
                 write_examples(out / "mbpp_r" / f"{name}.jsonl", examples)
+            if not args.no_time_limits:
+                examples = [e for split in built.splits.values() for e in split]
+                measure_reference_times(pool, examples, out / "mbpp_r" / CACHE_NAME)
             stats = {
                 "version": str(MbppR.VERSION),
                 "gin": gin.operative_config_str(),
@@ -123,6 +130,8 @@ def main() -> None:
                 max_plus_inputs=cfg["max_plus_inputs"],
             )
             write_examples(out / "hefix_plus" / "test.jsonl", hefix)
+            if not args.no_time_limits:
+                measure_reference_times(pool, hefix, out / "hefix_plus" / CACHE_NAME)
             stats["hefix_plus"] = {
                 "examples": len(hefix),
                 "hidden_tests": sum(len(e.hidden_tests) for e in hefix),

@@ -98,8 +98,9 @@ def make_test(entry_point: str, args: Sequence[Any], expected: Any, atol: float)
 
 
 def _evaluate(pool: Any, code: str, calls: list[str]) -> list[dict]:
-    """`pool.evaluate`, halving the batch when the answer is too large for one channel frame or the batch runs
-    past the pool's time limit; a single call that still fails is marked `{"unusable": reason}`."""
+    """`pool.evaluate`, halving the batch when the answer is too large for one channel frame (the pool splits
+    such a batch itself; a single call's too-large answer raises) or the batch runs past the pool's time limit;
+    a single call that still fails is marked `{"unusable": reason}`."""
     try:
         return pool.evaluate(code, calls)
     except (FrameTooLarge, TimeoutError) as e:
@@ -177,6 +178,7 @@ def build_hefix_plus(
             for fix, _, tests, _ in pending
         ],
         details=True,
+        all_tests=True,  # the verdict names every failing hidden input (see `named` below)
     )
     # One probe per visible test, all in one batch: which of them the buggy program fails.
     probes = [(k, i) for k, (_, _, _, n_vis) in enumerate(pending) for i in range(n_vis)]

@@ -228,7 +228,8 @@ class MbppRBuild:
 def _verify(pool: Any, candidates: list[Candidate]) -> list[Verdict]:
     verdicts: list[Verdict] = []
     for start in range(0, len(candidates), 500):  # in chunks, to log progress on long builds
-        verdicts += pool.verify(candidates[start : start + 500], details=True)
+        # Every test: the failing tests a verdict names become the example's failing_tests.
+        verdicts += pool.verify(candidates[start : start + 500], details=True, all_tests=True)
         log.info("MBPP-R: verified %d / %d candidates this round", len(verdicts), len(candidates))
     return verdicts
 

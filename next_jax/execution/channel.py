@@ -103,12 +103,18 @@ class Channel:
             raise ValueError(f"undecodable frame: {type(e).__name__}") from None
 
     def recv_bytes(self, deadline: float | None = None) -> bytes:
-        (size,) = HEADER.unpack(self._read_exact(HEADER.size, deadline))
+        """One frame's body. A ``ChannelTimeout`` consumes nothing: a later call reads the same frame whole."""
+        self._fill(HEADER.size, deadline)
+        (size,) = HEADER.unpack_from(self._buffer)
         if size > self.max_frame:
             raise FrameTooLarge(f"frame of {size} bytes exceeds {self.max_frame}")
-        return self._read_exact(size, deadline)
+        self._fill(HEADER.size + size, deadline)
+        data = bytes(self._buffer[HEADER.size:HEADER.size + size])
+        del self._buffer[:HEADER.size + size]
+        return data
 
-    def _read_exact(self, n: int, deadline: float | None) -> bytes:
+    def _fill(self, n: int, deadline: float | None) -> None:
+        """Read until the buffer holds at least ``n`` bytes."""
         buffer = self._buffer
         while len(buffer) < n:
             if deadline is not None:
@@ -134,9 +140,6 @@ class Channel:
             if not chunk:
                 raise ChannelClosed()
             buffer += chunk
-        data = bytes(buffer[:n])
-        del buffer[:n]
-        return data
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -126,6 +126,9 @@ def _failure_from(exc: BaseException) -> dict:
 class Judge:
     """Runs candidates' tests, one request at a time; reports each test's outcome as it completes.
 
+    With ``fail_fast`` in the request, the run ends at the first test that does not pass. The candidate is never
+    told: the dispatcher kills it once the judge is done, and sends it nothing that depends on a test's outcome.
+
     A judge serves several candidates in turn (it only ever holds trusted code and plain values); each run gets a
     fresh namespace and a reseeded ``random``. The dispatcher discards the judge after any abnormal run.
     """
@@ -159,6 +162,7 @@ class Judge:
             return
         except BaseException as e:
             setup_error = _failure_from(e)
+        fail_fast = bool(request.get("fail_fast"))
         for index, test in enumerate(request["tests"]):
             self.proxy.test = index
             try:
@@ -166,6 +170,8 @@ class Judge:
             except CandidateGone:
                 return
             self.proxy.finished.append(result)
+            if fail_fast and result.get("ok") is not True:
+                break  # the verdict is decided: the remaining tests are not run
         results, self.proxy.finished = self.proxy.finished, []
         self.channel.send({"op": "done", "results": results})
 

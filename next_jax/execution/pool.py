@@ -7,6 +7,7 @@ can never signal or read each other. A slot handles one candidate at a time; ``w
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -21,9 +22,11 @@ from typing import Any
 from next_jax.execution import plain, session, uid_block
 from next_jax.execution import verdict as v
 from next_jax.execution.cgroups import SlotCgroup
+from next_jax.execution.channel import FrameTooLarge
 from next_jax.execution.isolation import Limits
 from next_jax.execution.rootfs import DEFAULT_PACKAGES
 from next_jax.execution.sandbox import Child, SandboxError, SpawnConfig, Zygote
+from next_jax.execution.stream import Cancellation, VerdictStream
 from next_jax.execution.verdict import Candidate, Verdict
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,14 @@ class _Slot:
             self._spare = self._spawner.submit(self.zygote.spawn, "candidate", self.candidate_cfg)
         return child
 
+    def config_for(self, cpu_seconds: int) -> SpawnConfig:
+        """The candidate configuration for a time limit of ``cpu_seconds``: the slot's own when it allows that
+        much (the child lowers its CPU limit itself before loading the program), else one with a higher limit."""
+        if cpu_seconds <= self.candidate_cfg.limits.cpu_seconds:
+            return self.candidate_cfg
+        return dataclasses.replace(self.candidate_cfg,
+                                   limits=dataclasses.replace(self.candidate_cfg.limits, cpu_seconds=cpu_seconds))
+
     def drop_spare(self) -> None:
         spare, self._spare = self._spare, None
         if spare is not None:
@@ -100,7 +111,9 @@ def _active(group: SlotCgroup) -> SlotCgroup | None:
 class VerificationPool:
     """Runs candidates against trusted tests in confined processes.
 
-    ``timeout`` is the wall-clock budget of one candidate (all its tests); its CPU limit is the same, rounded up.
+    ``timeout`` is the default wall-clock budget of one candidate (all its tests; a ``Candidate.timeout`` overrides
+    it); its CPU limit is the same, rounded up. A candidate's verdict is decided at its first failing test unless
+    ``all_tests`` is asked for.
     ``memory_bytes`` bounds each process's address space and (with cgroups) the sum over a child's processes.
     ``uid_base``: first of the ``2 * workers`` sandbox uids; by default a free block is reserved with a lock file,
     so concurrent pools on one host never share uids. ``packages``: third-party packages children may import.
@@ -137,19 +150,36 @@ class VerificationPool:
         log.info("verification pool: %d workers, isolation in force: %s", workers, self.isolation)
 
     # -- verification -------------------------------------------------------------------------------------
-    def submit(self, candidate: Candidate, details: bool = False) -> concurrent.futures.Future[Verdict]:
+    def submit(self, candidate: Candidate, details: bool = False, all_tests: bool = False,
+               cancellation: Cancellation | None = None) -> concurrent.futures.Future[Verdict]:
+        """Verify ``candidate`` in the background. By default its verdict is decided at its first failing test
+        (``Verdict.early_stop``); ``all_tests`` runs every test (per-test counts). ``cancellation``: a handle
+        whose ``cancel()`` ends the run early (its children killed; the verdict is then meaningless)."""
         if self._closed.is_set():
             raise RuntimeError("pool is closed")
         with self._pending_lock:
             self._pending += 1
-        return self._executor.submit(self._verify_one, candidate, details)
+        return self._executor.submit(self._verify_one, candidate, details, all_tests, cancellation)
 
-    def verify(self, candidates: Iterable[Candidate], details: bool = False) -> list[Verdict]:
+    def verify(self, candidates: Iterable[Candidate], details: bool = False, all_tests: bool = False) -> list[Verdict]:
         """Verdicts in input order."""
-        futures = [self.submit(c, details) for c in candidates]
+        futures = [self.submit(c, details, all_tests) for c in candidates]
         return [f.result() for f in futures]
 
-    def _verify_one(self, candidate: Candidate, details: bool) -> Verdict:
+    def stream(self, max_in_flight: int | None = None, details: bool = False,
+               all_tests: bool = False) -> VerdictStream:
+        """A context manager to submit candidates as they come and collect verdicts as they complete, with at most
+        ``max_in_flight`` (default: twice the workers) being verified at once; see ``stream.VerdictStream``."""
+        if self._closed.is_set():
+            raise RuntimeError("pool is closed")
+        return VerdictStream(self, max_in_flight or 2 * len(self._slots), details, all_tests)
+
+    def timeout_of(self, candidate: Candidate) -> float:
+        """The wall-clock limit a candidate gets: its own, else the pool's."""
+        return self.timeout if candidate.timeout is None else float(candidate.timeout)
+
+    def _verify_one(self, candidate: Candidate, details: bool, all_tests: bool = False,
+                    cancellation: Cancellation | None = None) -> Verdict:
         with self._pending_lock:
             self._pending -= 1
             more = self._pending > 0
@@ -157,17 +187,33 @@ class VerificationPool:
         if problem:
             return Verdict(str(candidate.id), v.INVALID_RECORD, 0, len(candidate.tests or ()),
                            ({"type": "InvalidRecord", "message": problem},))
+        if cancellation is not None and cancellation.cancelled:
+            return _cancelled(candidate)
+        timeout = self.timeout_of(candidate)
+        seen: list[Child] = []
+
+        def watch(child: Child) -> None:
+            seen.append(child)
+            if cancellation is not None:
+                cancellation.watch(child)
+
         with self._slot() as slot:
+            config = slot.config_for(max(1, math.ceil(timeout)))
+            if config is slot.candidate_cfg:  # a spare is forked in the background only while more candidates wait
+                spawn = lambda: slot.fresh_candidate(spare=more)  # noqa: E731
+            else:  # a limit above the slot's: a child started with it
+                spawn = lambda: slot.zygote.spawn("candidate", config)  # noqa: E731
             try:
-                # A spare child is forked in the background only while more candidates wait.
-                return session.run_candidate(lambda: slot.fresh_candidate(spare=more), slot.judges, candidate,
-                                             slot.candidate_cfg, self.timeout, _judge_seed(self.judge_secret, candidate),
-                                             details)
+                return session.run_candidate(spawn, slot.judges, candidate, config, timeout,
+                                             _judge_seed(self.judge_secret, candidate), details,
+                                             fail_fast=not all_tests, watch=watch)
             except Exception as e:  # a bug on the trusted side must cost one verdict, not the caller's whole batch
                 log.exception("verification of %r failed on the trusted side", candidate.id)
                 return Verdict(str(candidate.id), v.SANDBOX_ERROR, 0, len(candidate.tests or ()),
                                ({"type": type(e).__name__, "message": str(e)[:500]},))
             finally:
+                if cancellation is not None:
+                    cancellation.forget(seen)
                 with self._pending_lock:
                     idle = self._pending == 0
                 if idle:
@@ -189,8 +235,19 @@ class VerificationPool:
     def evaluate(self, code: str, calls: Sequence[str], setup: str = "") -> list[dict]:
         """Run (trusted, reference) ``code`` on call expressions in a confined child.
 
-        Returns one ``{"value": plain}`` or ``{"exception": {type, message, line}}`` per call.
+        Returns one ``{"value": plain}`` or ``{"exception": {type, message, line}}`` per call. A batch whose
+        answers together exceed one channel frame is split in halves (each half run afresh); a single call whose
+        answer alone exceeds it raises ``FrameTooLarge``.
         """
+        try:
+            return self._evaluate(code, list(calls), setup)
+        except FrameTooLarge:
+            if len(calls) <= 1:
+                raise
+            mid = len(calls) // 2
+            return self.evaluate(code, calls[:mid], setup) + self.evaluate(code, calls[mid:], setup)
+
+    def _evaluate(self, code: str, calls: list[str], setup: str) -> list[dict]:
         source = f"{setup}\n{code}" if setup else code
         load, answer = self._ask_once([{"op": "load", "code": source}, {"op": "eval", "calls": list(calls)}])
         if "error" in load:
@@ -212,6 +269,8 @@ class VerificationPool:
             except session.CandidateFault as fault:
                 if fault.status == v.TIMEOUT:
                     raise TimeoutError("sandboxed run exceeded its time limit") from None
+                if fault.too_large:
+                    raise FrameTooLarge(str(fault.info.get("message"))) from None
                 raise RuntimeError(f"sandboxed run failed: {fault.info}") from None
 
     # -- slots and lifetime -------------------------------------------------------------------------------
@@ -280,7 +339,14 @@ def _host_secret() -> bytes:
     return secret
 
 
+def _cancelled(candidate: Candidate) -> Verdict:
+    return Verdict(str(candidate.id), v.SANDBOX_ERROR, 0, len(candidate.tests or ()),
+                   ({"type": "Cancelled", "message": "cancelled before it ran"},))
+
+
 def _check_candidate(candidate: Candidate) -> str | None:
+    if candidate.timeout is not None and not v.valid_timeout(candidate.timeout):
+        return f"'timeout' must be a positive number of seconds up to {v.MAX_TIMEOUT_S:g}"
     if not isinstance(candidate.code, str):
         return "'code' must be a string"
     if len(candidate.code.encode("utf-8", "surrogatepass")) > MAX_CODE_BYTES:

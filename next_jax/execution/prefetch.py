@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import builtins
 import functools
+import json
 import operator
 import sys
 from typing import Any
@@ -174,13 +175,30 @@ def local_results(tests: tuple[str, ...] | list[str], planned: list[dict], answe
     """
     if not (len(answers) == len(planned) == len(tests)):
         return None
+    checks = local_checks(tests, planned)
+    if checks is None:
+        return None
+    return [local_result(check, answer) for check, answer in zip(checks, answers, strict=True)]
+
+
+def local_checks(tests: tuple[str, ...] | list[str], planned: list[dict]) -> list[tuple] | None:
+    """Per test, what ``local_result`` needs to decide it from its call's answer; None unless every test is a
+    plain comparison of its planned call's value with a literal."""
+    if len(planned) != len(tests):
+        return None
     checks = []
     for test, request in zip(tests, planned, strict=True):
         check = _local_check(test, request["target"])
         if check is None:
             return None
         checks.append(check)
-    return [_local_result(check, answer) for check, answer in zip(checks, answers, strict=True)]
+    return checks
+
+
+def same_call(request: dict, planned: dict) -> bool:
+    """Whether a call the judge asks for is exactly the planned one (same target and encoded arguments)."""
+    return all(json.dumps(request.get(key), sort_keys=True) == json.dumps(planned.get(key), sort_keys=True)
+               for key in ("op", "target", "args", "kwargs"))
 
 
 def _local_check(test: str, target: str) -> tuple | None:
@@ -216,7 +234,8 @@ def _local_check(test: str, target: str) -> tuple | None:
         return None
 
 
-def _local_result(check: tuple, answer: dict) -> dict:
+def local_result(check: tuple, answer: dict) -> dict:
+    """One test's result from its call's (validated) answer, as the judge would report it."""
     if "raise" in answer:  # what the judge reports when the candidate raised answering the call
         return {"ok": False, "kind": "candidate_error", **answer["raise"]}
     kind, expected = check

@@ -10,7 +10,9 @@ make therefore runs here, on exact built-in types.
 from __future__ import annotations
 
 import builtins
+import math
 import random
+import resource
 import sys
 import types
 from typing import Any
@@ -121,6 +123,13 @@ class CandidateServer:
 
     def op_load(self, request: dict) -> dict:
         code = request["code"]
+        cpu = request.get("cpu_seconds")
+        if type(cpu) is int and cpu > 0:  # this candidate's own limit, below the one the child started with
+            used = resource.getrusage(resource.RUSAGE_SELF)
+            limit = cpu + math.ceil(used.ru_utime + used.ru_stime)
+            hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+            limit = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+            resource.setrlimit(resource.RLIMIT_CPU, (limit, limit))
         try:
             compiled = compile(code, CANDIDATE_FILE, "exec")
         except (SyntaxError, ValueError) as e:  # ValueError: null bytes

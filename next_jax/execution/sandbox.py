@@ -47,6 +47,7 @@ class Child:
         self.workdir = workdir
         self.pid: int | None = None
         self.exit: dict | None = None
+        self._kill_lock = threading.Lock()  # kill() may come from another thread (a stream's cancel)
 
     def _status_line(self, deadline: float) -> dict | None:
         while b"\n" not in self._status_buf:
@@ -72,10 +73,18 @@ class Child:
         self.pid = report["pid"]
 
     def kill(self) -> None:
-        """SIGKILL the child and everything in its pid namespace (the zygote does it on kill-pipe EOF)."""
-        if self._kill >= 0:
-            os.close(self._kill)
-            self._kill = -1
+        """SIGKILL the child and everything in its pid namespace (the zygote does it on kill-pipe EOF).
+
+        Safe from any thread: the descriptor is closed once (a second close could hit a reused descriptor)."""
+        with self._kill_lock:
+            fd, self._kill = self._kill, -1
+        if fd >= 0:
+            os.close(fd)
+
+    @property
+    def killed(self) -> bool:
+        """Whether ``kill`` was called (from any thread)."""
+        return self._kill < 0
 
     def wait_exit(self, timeout: float = 5.0) -> dict:
         """Kill (idempotent) and collect the zygote's exit report."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import keyword
+import math
 import signal
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ class CandidateFault(Exception):
     def __init__(self, status: str, info: dict) -> None:
         super().__init__(status)
         self.status, self.info = status, info
+        self.too_large = False  # the answer was larger than a channel frame
         self.results: list[dict] = []  # the tests the judge finished before the fault
 
 
@@ -65,8 +67,9 @@ def _death(child: Child, limits_cpu: int, oom: Any = None) -> CandidateFault:
 class CandidateLink:
     """Requests to the candidate child, each answer validated as plain data."""
 
-    def __init__(self, child: Child, deadline: float, config: SpawnConfig) -> None:
-        self.child, self.deadline, self.cpu_limit = child, deadline, config.limits.cpu_seconds
+    def __init__(self, child: Child, deadline: float, config: SpawnConfig, cpu_seconds: int | None = None) -> None:
+        self.child, self.deadline = child, deadline
+        self.cpu_limit = config.limits.cpu_seconds if cpu_seconds is None else cpu_seconds
         group = config.cgroup
         before = group.oom_kills() if group else 0
         self.oom_killed = (lambda: group.oom_kills() > before) if group else None
@@ -81,15 +84,21 @@ class CandidateLink:
         except (ChannelClosed, OSError):
             raise _death(self.child, self.cpu_limit, self.oom_killed) from None
 
-    def _receive(self) -> dict:
+    def _receive(self, until: float | None = None) -> dict:
+        """The next answer. With ``until`` before the deadline, a ``ChannelTimeout`` at ``until`` means only that
+        the answer is not there yet (nothing is consumed: it can be read later)."""
         try:
-            answer = self.child.channel.recv(self.deadline)
+            answer = self.child.channel.recv(self.deadline if until is None else min(until, self.deadline))
         except ChannelTimeout:
+            if until is not None and time.monotonic() < self.deadline:
+                raise
             raise CandidateFault(v.TIMEOUT, {"type": "Timeout", "message": "wall-clock limit exceeded"}) from None
         except (ChannelClosed, OSError):
             raise _death(self.child, self.cpu_limit, self.oom_killed) from None
         except (FrameTooLarge, ValueError) as e:
-            raise CandidateFault(v.RUNTIME_ERROR, {"type": "InvalidResult", "message": str(e)}) from None
+            fault = CandidateFault(v.RUNTIME_ERROR, {"type": "InvalidResult", "message": str(e)})
+            fault.too_large = isinstance(e, FrameTooLarge)
+            raise fault from None
         if not isinstance(answer, dict):
             raise CandidateFault(v.RUNTIME_ERROR, {"type": "InvalidResult", "message": "not an object"})
         return answer
@@ -98,17 +107,28 @@ class CandidateLink:
         """A call/getattr/setattr answer, re-built from validated parts only."""
         return self._checked(self.ask(request))
 
-    def pipeline(self, requests: list[dict]) -> tuple[list[dict], CandidateFault | None]:
-        """Send all requests at once, then read their answers in order; stops at the first fault.
+    def send_all(self, requests: list[dict]) -> None:
+        """Send requests ahead of their answers, which are then read in order (``next_answer``, ``collect``).
 
         The requests must be small enough together to sit in the socket unread (``prefetch.MAX_PLAN_BYTES``).
         """
+        for request in requests:
+            self._send(request)
+
+    def next_answer(self) -> dict:
+        """The validated answer to the oldest request sent ahead and not yet read."""
+        return self._checked(self._receive())
+
+    def collect(self, count: int, patience: float) -> tuple[list[dict], CandidateFault | None]:
+        """Up to ``count`` answers to requests sent ahead, while each comes within ``patience`` seconds of the
+        previous one; stops at the first fault. Answers not read yet stay in the channel for ``next_answer``."""
         answers: list[dict] = []
         try:
-            for request in requests:
-                self._send(request)
-            for _ in requests:
-                answers.append(self._checked(self._receive()))
+            while len(answers) < count:
+                try:
+                    answers.append(self._checked(self._receive(time.monotonic() + patience)))
+                except ChannelTimeout:
+                    break
         except CandidateFault as fault:
             return answers, fault
         return answers, None
@@ -179,38 +199,54 @@ def _innermost_call(node: ast.AST) -> str:
 
 
 def run_candidate(spawn: Callable[[], Child], judges: JudgeHost, candidate: Candidate, candidate_cfg: SpawnConfig,
-                  timeout: float, judge_seed: int = 0, details: bool = False) -> Verdict:
-    """Verify one candidate in a fresh child from ``spawn()``; never raises for anything the candidate does."""
+                  timeout: float, judge_seed: int = 0, details: bool = False, fail_fast: bool = True,
+                  watch: Callable[[Child], None] | None = None) -> Verdict:
+    """Verify one candidate in a fresh child from ``spawn()``; never raises for anything the candidate does.
+
+    ``timeout``: wall-clock seconds from the spawn; the child's CPU limit is lowered to it (rounded up) when the
+    spawn configuration allows more. ``fail_fast``: stop at the first test that does not pass. ``watch`` sees
+    every child this run uses (candidate and judge), e.g. to kill them when the caller cancels.
+    """
     total = len(candidate.tests)
     deadline = time.monotonic() + timeout
+    cpu = max(1, math.ceil(timeout))
     results: list[dict] = []
     stdout = ""
+    started = None
     try:
         with spawn() as child:
+            started = time.monotonic()
+            if watch is not None:
+                watch(child)
             try:
-                link = CandidateLink(child, deadline, candidate_cfg)
-                loaded = link.ask({"op": "load", "code": candidate.code})
+                link = CandidateLink(child, deadline, candidate_cfg, min(cpu, candidate_cfg.limits.cpu_seconds))
+                load = {"op": "load", "code": candidate.code}
+                if cpu < candidate_cfg.limits.cpu_seconds:
+                    load["cpu_seconds"] = cpu
+                loaded = link.ask(load)
                 if "error" in loaded:
                     info = _error(loaded["error"])
                     kind = loaded["error"].get("kind") if isinstance(loaded["error"], dict) else None
                     status = v.SYNTAX_ERROR if kind == "syntax" else _status_of_error(info)
-                    return Verdict(candidate.id, status, 0, total, ({"stage": "load", **info},))
+                    return Verdict(candidate.id, status, 0, total, ({"stage": "load", **info},),
+                                   seconds=time.monotonic() - started)
                 names = _validated_names(loaded)
-                results = _judge(judges, link, candidate, names, deadline, judge_seed)
+                results = _judge(judges, link, candidate, names, deadline, judge_seed, fail_fast, watch)
             except CandidateFault as fault:
                 results = fault.results or results
                 if details:
                     child.kill()
                     child.output.collect(timeout=1.0)
-                return _verdict(candidate, results, details, fault, child.output.text())
+                return _verdict(candidate, results, details, fault, child.output.text(), time.monotonic() - started)
             finally:
                 child.kill()
+            elapsed = time.monotonic() - started
             if details:
                 child.output.collect(timeout=1.0)  # the rest of the output arrives as the process dies
             stdout = child.output.text()
     except SandboxError as e:
         return Verdict(candidate.id, v.SANDBOX_ERROR, 0, total, ({"type": "SandboxError", "message": str(e)},))
-    return _verdict(candidate, results, details, None, stdout)
+    return _verdict(candidate, results, details, None, stdout, elapsed)
 
 
 class JudgeHost:
@@ -222,7 +258,7 @@ class JudgeHost:
         self.runs = 0
 
     def acquire(self) -> Child:
-        if self.child is None or self.runs >= self.max_runs:
+        if self.child is None or self.runs >= self.max_runs or self.child.killed:  # killed: by a cancel
             self.discard()
             self.child = self.zygote_of().spawn("judge", self.config)
             self.runs = 0
@@ -240,32 +276,48 @@ _FORWARDED = ("op", "target", "args", "kwargs", "handle", "name", "value")
 
 # After the candidate failed during a prefetch, the judge still gets this long to score the tests before it.
 JUDGE_GRACE_S = 2.0
+# Answers to calls sent ahead are handed to the judge with the tests while each comes within this long of the
+# previous one; the rest are read when the judge asks for them. So a candidate that fails a test and then hangs
+# in a later call costs this much, not its whole time limit, when the run stops at the first failing test.
+PREFETCH_PATIENCE_S = 0.05
 
 
 def _judge(judges: JudgeHost, link: CandidateLink, candidate: Candidate, names: dict, deadline: float,
-           seed: int) -> list[dict]:
+           seed: int, fail_fast: bool = True, watch: Callable[[Child], None] | None = None) -> list[dict]:
     """Run the tests in the confined judge, relaying its calls; returns one result per test completed.
 
     Where every test is one literal call (``prefetch.plan``), the calls go to the candidate at once and their
     answers to the judge with the tests, which saves two process hops per test; where every test also compares
-    that value with a literal, the comparisons are made here and the judge is not needed at all.
+    that value with a literal, the comparisons are made here, one answer at a time, and the judge is not needed.
+    With ``fail_fast`` the run ends at the first test that does not pass: answers to later calls are not waited
+    for, and the candidate receives nothing after it (it is killed; it had all its calls before any test ran).
     """
-    results: list[dict] = []
     entry_point = candidate.entry_point or infer_entry_point(candidate)
     planned = prefetch.plan(candidate.tests, candidate.setup, names, entry_point)
-    answers, fault = link.pipeline(planned) if planned else ([], None)
+    answers: list[dict] = []
+    fault: CandidateFault | None = None
+    pending = 0  # calls sent ahead whose answers the judge has not had yet
+    if planned:
+        try:
+            link.send_all(planned)
+        except CandidateFault as failed:
+            fault = failed
+        checks = prefetch.local_checks(candidate.tests, planned) if fault is None else None
+        if checks is not None:  # every test compares its call's plain value with a literal: decided here
+            return _decide_here(link, checks, fail_fast)
+        if fault is None:
+            answers, fault = link.collect(len(planned), PREFETCH_PATIENCE_S)
+            pending = 0 if fault is not None else len(planned) - len(answers)
     if fault is not None:
         deadline = max(deadline, time.monotonic() + JUDGE_GRACE_S)
-    elif planned:
-        # Every test compares its call's plain value with a literal: decided here, without the judge.
-        local = prefetch.local_results(candidate.tests, planned, answers)
-        if local is not None:
-            return local
+    results: list[dict] = []
     judge = judges.acquire()
+    if watch is not None:
+        watch(judge)
     clean = False
     try:
         judge.channel.send({"op": "run", "setup": candidate.setup, "tests": list(candidate.tests), "seed": seed,
-                            "names": names, "entry_point": entry_point,
+                            "names": names, "entry_point": entry_point, "fail_fast": fail_fast,
                             "prefetched": [[r["target"], a] for r, a in zip(planned or (), answers, strict=False)]})
         while True:
             message = judge.channel.recv(deadline)
@@ -282,7 +334,13 @@ def _judge(judges: JudgeHost, link: CandidateLink, candidate: Candidate, names: 
                     raise fault
                 # Only the request itself goes on: test results (expected values) never reach the candidate.
                 request = {key: message[key] for key in _FORWARDED if key in message}
-                judge.channel.send(link.value_answer(request))
+                if pending:  # already sent ahead: it must be the next planned call; its answer is on its way
+                    if not prefetch.same_call(request, planned[len(planned) - pending]):
+                        raise SandboxError("the judge's calls did not follow the prefetch plan")
+                    pending -= 1
+                    judge.channel.send(link.next_answer())
+                else:
+                    judge.channel.send(link.value_answer(request))
             elif op == "prefetch_mismatch":  # the plan missed a call the tests make: never guess a verdict
                 raise SandboxError("the judge's calls did not follow the prefetch plan")
             else:
@@ -301,8 +359,23 @@ def _judge(judges: JudgeHost, link: CandidateLink, candidate: Candidate, names: 
             judges.discard()
 
 
+def _decide_here(link: CandidateLink, checks: list[tuple], fail_fast: bool) -> list[dict]:
+    """Results of tests that each compare their (sent-ahead) call's value with a literal, one answer at a time."""
+    results: list[dict] = []
+    for check in checks:
+        try:
+            answer = link.next_answer()
+        except CandidateFault as fault:
+            fault.results = results
+            raise
+        results.append(prefetch.local_result(check, answer))
+        if fail_fast and results[-1].get("ok") is not True:
+            break
+    return results
+
+
 def _verdict(candidate: Candidate, results: list[dict], details: bool, fault: CandidateFault | None,
-             stdout: str) -> Verdict:
+             stdout: str, seconds: float | None = None) -> Verdict:
     total = len(candidate.tests)
     passed = sum(1 for r in results if r.get("ok") is True)
     status, first = v.PASS, None
@@ -324,4 +397,5 @@ def _verdict(candidate: Candidate, results: list[dict], details: bool, fault: Ca
         out.append({"stdout": stdout})
     elif first is not None:
         out = [first]
-    return Verdict(candidate.id, status, passed, total, tuple(out))
+    judged = len(results) + (1 if fault is not None else 0)
+    return Verdict(candidate.id, status, passed, total, tuple(out), status != v.PASS and judged < total, seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 PASS = "pass"
@@ -13,6 +14,8 @@ RUNTIME_ERROR = "runtime_error"
 SYNTAX_ERROR = "syntax_error"
 SANDBOX_ERROR = "sandbox_error"
 INVALID_RECORD = "invalid_record"
+
+MAX_TIMEOUT_S = 86_400.0
 
 STATUSES = (PASS, FAIL, TIMEOUT, MEMORY, RUNTIME_ERROR, SYNTAX_ERROR, SANDBOX_ERROR, INVALID_RECORD)
 
@@ -26,7 +29,9 @@ class Candidate:
     set-up code run only on the trusted side; names the program defines are reachable from them through proxies.
     A program may not shadow builtins or standard modules the tests use (a ``sorted`` that returns the expected
     list would pass ``assert sorted(f(x)) == [...]``), except for ``entry_point``, the function under test; when it
-    is empty the pool infers it from the first test.
+    is empty the pool infers it from the first test. ``timeout``: this candidate's wall-clock limit in seconds
+    (its CPU limit follows it, rounded up); None takes the pool's default. Problems with a reference solution get
+    theirs from the reference's measured time (``next_jax.execution.time_limits``).
     """
 
     id: str
@@ -34,6 +39,7 @@ class Candidate:
     tests: tuple[str, ...]
     setup: str = ""
     entry_point: str = ""
+    timeout: float | None = None
 
     @classmethod
     def from_json(cls, record: Any) -> Candidate:
@@ -53,7 +59,16 @@ class Candidate:
             raise ValueError("'tests' must be a list of strings")
         if not isinstance(setup, str):
             raise ValueError("'setup' must be a string")
-        return cls(str(ident), code, tuple(tests), setup, entry_point)
+        timeout = record.get("timeout")
+        if timeout is not None and not valid_timeout(timeout):
+            raise ValueError("'timeout' must be a positive number of seconds")
+        return cls(str(ident), code, tuple(tests), setup, entry_point,
+                   None if timeout is None else float(timeout))
+
+
+def valid_timeout(value: Any) -> bool:
+    """A usable time limit: a finite positive number (not a bool), at most a day."""
+    return type(value) in (int, float) and math.isfinite(value) and 0 < value <= MAX_TIMEOUT_S
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +77,12 @@ class Verdict:
 
     ``details`` holds per-test records (``{"test": i, "ok": bool, ...}``) when requested, and for a non-passing
     candidate always the first failing test (expected vs got for a comparison) or the error (type, message).
+
+    ``early_stop``: the verdict was decided at a failing test (or a fault: timeout, crash) before the last test,
+    and the tests after it were not run, so ``passed`` counts the tests that passed before it. The pool stops at
+    the first failing test unless asked for ``all_tests``. False when every test ran, or none could (the
+    program did not load). ``seconds``: wall time of the run in the sandbox (load and tests, not the process
+    start); a measurement, so it is neither compared nor written to JSON.
     """
 
     id: str
@@ -69,6 +90,8 @@ class Verdict:
     passed: int
     total: int
     details: tuple[dict, ...] = ()
+    early_stop: bool = False
+    seconds: float | None = dataclasses.field(default=None, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -76,8 +99,10 @@ class Verdict:
 
     def to_json(self) -> dict:
         return {"id": self.id, "status": self.status, "passed": self.passed, "total": self.total,
-                "details": list(self.details)}
+                "details": list(self.details), "early_stop": self.early_stop}
 
     @classmethod
     def from_json(cls, d: dict) -> Verdict:
-        return cls(str(d["id"]), d["status"], int(d["passed"]), int(d["total"]), tuple(d.get("details", ())))
+        """Reads records written before ``early_stop`` existed too (as False)."""
+        return cls(str(d["id"]), d["status"], int(d["passed"]), int(d["total"]), tuple(d.get("details", ())),
+                   bool(d.get("early_stop", False)))

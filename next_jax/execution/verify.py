@@ -1,10 +1,12 @@
 """CLI: judge candidate programs in the sandboxed pool.
 
-    python -m next_jax.execution.verify IN.jsonl OUT.jsonl [--workers N] [--timeout S] [--details]
+    python -m next_jax.execution.verify IN.jsonl OUT.jsonl [--workers N] [--timeout S] [--details] [--all_tests]
 
-Input records: ``{"id", "code", "tests": ["assert ...", ...], "setup"?: "..."}``. Output: one record per input
-line, in input order: ``id``, ``status``, ``passed``, ``total``, ``details``. A line that is not valid UTF-8, not
-JSON, or not such a record gets status ``invalid_record`` with the reason; the run goes on.
+Input records: ``{"id", "code", "tests": ["assert ...", ...], "setup"?: "...", "timeout"?: S}`` (a record's
+``timeout`` overrides ``--timeout``). Output: one record per input line, in input order: ``id``, ``status``,
+``passed``, ``total``, ``details``, ``early_stop``. A candidate's verdict is decided at its first failing test
+(``early_stop`` true when tests after it were not run); ``--all_tests`` runs every test. A line that is not valid
+UTF-8, not JSON, or not such a record gets status ``invalid_record`` with the reason; the run goes on.
 """
 
 from __future__ import annotations
@@ -45,12 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=10.0, help="wall-clock seconds per candidate")
     parser.add_argument("--details", action="store_true", help="per-test details for every candidate")
+    parser.add_argument("--all_tests", action="store_true",
+                        help="run every test of a failing candidate (per-test counts) instead of stopping at the first")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
     counts: collections.Counter[str] = collections.Counter()
     with VerificationPool(workers=args.workers, timeout=args.timeout) as pool, open(args.output, "w") as out:
-        pending = [item if isinstance(item, Verdict) else pool.submit(item, args.details)
+        pending = [item if isinstance(item, Verdict) else pool.submit(item, args.details, args.all_tests)
                    for item in read_candidates(args.input)]
         for item in pending:
             verdict = item if isinstance(item, Verdict) else item.result()

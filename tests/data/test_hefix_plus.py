@@ -11,7 +11,14 @@ import collections
 import pytest
 
 from next_jax.data import readers
-from next_jax.data.hefix_plus import CHECK_SETUP, _literal, build_hefix_plus, make_test
+from next_jax.data.hefix_plus import (
+    CHECK_SETUP,
+    TOO_LARGE,
+    _literal,
+    build_hefix_plus,
+    expected_outputs,
+    make_test,
+)
 from next_jax.execution.verdict import Candidate
 
 PLUS_INPUTS = 8
@@ -69,3 +76,14 @@ def test_literals_survive_giant_ints_and_non_finite_floats():
     for value in [10**6000, [float("inf"), -float("inf")], (1,), (), {"a": (2, 3)}]:
         assert eval(_literal(value), ns) == value
     assert eval(_literal(float("nan")), ns) != eval(_literal(float("nan")), ns)  # still a nan
+
+
+def test_answers_too_large_together_are_split_not_a_crash(short_pool):
+    """Individually small, collectively far above the channel's 16 MiB frame (the documented build died on a
+    144 MB batch): the batch is split. An input whose answer alone is too large is dropped, the others kept."""
+    problem = readers.EvalPlusProblem("HumanEval/0", "def big(i):\n", "big", "    return str(i) * (3 << 20)\n",
+                                      (), (), 0.0)
+    inputs = [(i,) for i in range(1, 10)] + [(1234567,)]  # the last: 7 x 3 MiB characters in one answer
+    out = expected_outputs(short_pool, problem, inputs)
+    assert [len(value) for value in out[:9]] == [3 << 20] * 9 and out[4][:2] == "55"
+    assert out[9] is TOO_LARGE

@@ -69,9 +69,10 @@ class SandboxChecks:
 
     @staticmethod
     def verify_one(pool: VerificationPool, code: str, tests: list[str] | tuple[str, ...], setup: str = "",
-                   entry_point: str = "") -> Verdict:
+                   entry_point: str = "", all_tests: bool = False) -> Verdict:
         """One candidate through the pool, with per-test details."""
-        return pool.verify([Candidate("c", code, tuple(tests), setup, entry_point)], details=True)[0]
+        return pool.verify([Candidate("c", code, tuple(tests), setup, entry_point)], details=True,
+                           all_tests=all_tests)[0]
 
     @staticmethod
     def sentinel_state(dirs: dict[str, pathlib.Path]) -> dict:

@@ -89,10 +89,10 @@ def test_invalid_records(pool):
 def test_a_trusted_side_failure_costs_one_verdict_not_the_batch(pool, monkeypatch):
     real = session.run_candidate
 
-    def flaky(fresh, judges, candidate, *args):
+    def flaky(fresh, judges, candidate, *args, **kwargs):
         if candidate.id == "boom":
             raise SystemError("AST constructor recursion depth mismatch")
-        return real(fresh, judges, candidate, *args)
+        return real(fresh, judges, candidate, *args, **kwargs)
 
     monkeypatch.setattr(session, "run_candidate", flaky)
     code, tests = "def f():\n    return 1\n", ("assert f() == 1",)
