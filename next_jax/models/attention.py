@@ -125,6 +125,8 @@ class Attention(nnx.Module):
             )
         if impl == "blocked" and causal and q.shape[1] > QUERY_BLOCK:
             return _attend_causal_blocks(q, k, v, mask, self.scale, QUERY_BLOCK)
+        if impl == "scan" and q.shape[1] > QUERY_BLOCK and q.shape[1] % QUERY_BLOCK == 0:
+            return _attend_query_scan(q, k, v, mask, self.scale, QUERY_BLOCK)
         return jax.nn.dot_product_attention(q, k, v, mask=mask, scale=self.scale)
 
 
@@ -160,6 +162,34 @@ def _attend_causal_blocks(
         outs.append(jnp.einsum("bhgls,bhsd->bhgld", probs, vh[:, :, :end]))
     out = jnp.concatenate(outs, axis=3)  # [B, H, G, L, D]
     return jnp.transpose(out, (0, 3, 1, 2, 4)).reshape(b, length, n, d)
+
+
+def _attend_query_scan(
+    q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float, block: int
+) -> jax.Array:
+    """Attention of `q` `[B, L, N, D]` over `k`, `v` `[B, L, H, D]` as a `lax.scan` over query blocks of
+    `block` (L a multiple of it), each against all keys under `mask` `[B, 1, L, L]`.
+
+    The body is rematerialised, so the backward pass keeps only each block's inputs and recomputes its
+    scores: live scores are one block's `[B, H, G, block, L]`, and the compiled program has one body
+    whatever L is (the unrolled 'blocked' form compiles a piece per block).
+    """
+    b, length, n, d = q.shape
+    heads = k.shape[2]
+    blocks = length // block
+    qh = jnp.transpose(q.reshape(b, blocks, block, heads, n // heads, d), (1, 0, 3, 4, 2, 5))
+    kh, vh = jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2)  # [B, H, L, D]
+    mask_blocks = jnp.moveaxis(mask.reshape(b, 1, blocks, block, length), 2, 0)  # [blocks, B, 1, block, L]
+
+    @jax.checkpoint
+    def one_block(q_block: jax.Array, mask_block: jax.Array) -> jax.Array:
+        scores = jnp.einsum("bhgld,bhsd->bhgls", q_block, kh, preferred_element_type=jnp.float32) * scale
+        scores = jnp.where(mask_block[:, :, None], scores, jnp.finfo(jnp.float32).min)
+        probs = jax.nn.softmax(scores, axis=-1).astype(vh.dtype)
+        return jnp.einsum("bhgls,bhsd->bhgld", probs, vh)
+
+    _, out = jax.lax.scan(lambda c, xs: (c, one_block(*xs)), None, (qh, mask_blocks))  # [blocks, B, H, G, l, D]
+    return jnp.transpose(out, (1, 0, 4, 2, 3, 5)).reshape(b, length, n, d)
 
 
 def _attend_cache(

@@ -20,7 +20,17 @@ ROPE_SCALINGS = ("none", "linear", "llama3")
 # 'xla' = `jax.nn.dot_product_attention`'s XLA path, 'cudnn' = cuDNN flash attention for bf16/f16 on a GPU
 # (about 10% faster steps than 'xla' for `small` in bf16 on an H200; elsewhere it is 'xla'), 'auto' =
 # 'blocked'. All compute the same function.
-ATTENTION_IMPLS = ("auto", "blocked", "xla", "cudnn")
+# 'scan' = a `lax.scan` over query blocks, each against all keys under the mask, its body rematerialised:
+# the compiled program and the live scores do not grow with sequence length (for TPU-scale compiles; no
+# causal skipping, so about 2x the attention FLOPs of 'blocked' at long lengths).
+ATTENTION_IMPLS = ("auto", "blocked", "xla", "cudnn", "scan")
+# `jax.checkpoint_policies` a rematerialised layer may use: what it keeps from the forward pass.
+REMAT_POLICIES = (
+    "nothing_saveable",
+    "dots_saveable",
+    "dots_with_no_batch_dims_saveable",
+    "everything_saveable",
+)
 
 
 @gin.configurable(module="next_jax.models")
@@ -36,6 +46,10 @@ class DecoderConfig:
     `layer_windows` optionally gives each layer a sliding attention window (0 = full attention).
     `z_loss` is read by the trainer, not by the model. `attention_impl` picks the attention kernel (one of
     `ATTENTION_IMPLS`); every choice computes the same function.
+    `scan_layers` stores the layers' parameters stacked on a leading `layers` axis and runs them in one
+    `lax.scan` (MaxText's `scan_layers`): compile time and program size stop growing with depth; the
+    function is the same. `remat` recomputes each layer's activations in the backward pass, keeping what
+    `remat_policy` (one of `REMAT_POLICIES`) names.
     """
 
     vocab_size: int = 256
@@ -66,6 +80,8 @@ class DecoderConfig:
     max_len: int = 2048
     z_loss: float = 0.0
     remat: bool = False
+    remat_policy: str = "nothing_saveable"
+    scan_layers: bool = False
     attention_impl: str = "auto"
     dtype: str = "float32"
     param_dtype: str = "float32"
@@ -81,6 +97,8 @@ class DecoderConfig:
             raise ValueError(f"rope_scaling {self.rope_scaling!r} not in {ROPE_SCALINGS}")
         if self.attention_impl not in ATTENTION_IMPLS:
             raise ValueError(f"attention_impl {self.attention_impl!r} not in {ATTENTION_IMPLS}")
+        if self.remat_policy not in REMAT_POLICIES:
+            raise ValueError(f"remat_policy {self.remat_policy!r} not in {REMAT_POLICIES}")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}"

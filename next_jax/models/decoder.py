@@ -48,14 +48,32 @@ class Block(nnx.Module):
         return constrain(x, _RESIDUAL), layer_cache
 
 
-def _layer_forward(*, causal: bool, remat: bool) -> Callable:
+def remat_policy(config: DecoderConfig) -> Callable:
+    """The `jax.checkpoint` policy named by `config.remat_policy`."""
+    return getattr(jax.checkpoint_policies, config.remat_policy)
+
+
+def _layer_forward(*, causal: bool, remat: bool, policy: Callable | None = None) -> Callable:
     """`forward(block, x, positions, mask, layer_cache, index)`; with `remat`, activations inside the layer
     are recomputed in the backward pass (a closure, as nnx.remat takes positional arguments only)."""
 
     def forward(block: Block, x, positions, mask, layer_cache, index):
         return block(x, positions, mask, layer_cache, index, causal=causal)
 
-    return nnx.remat(forward) if remat else forward
+    return nnx.remat(forward, policy=policy) if remat else forward
+
+
+def stacked_blocks(
+    config: DecoderConfig, keys: KeyStream, *, dtype: jnp.dtype, param_dtype: jnp.dtype
+) -> Block:
+    """One `Block` whose every parameter has a leading `layers` axis of size `num_layers` (logical name
+    `layers`), initialised per layer from independent keys."""
+
+    @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
+    def make(key: jax.Array) -> Block:
+        return Block(config, keys=KeyStream(key), dtype=dtype, param_dtype=param_dtype)
+
+    return make(jax.random.split(keys(), config.num_layers))
 
 
 class Decoder(nnx.Module):
@@ -77,9 +95,15 @@ class Decoder(nnx.Module):
         self.dtype = dtype
         keys = KeyStream(rngs.params())
         self.embedder = Embedder(config, keys=keys, dtype=dtype, param_dtype=param_dtype)
-        self.layers = nnx.List(
-            [Block(config, keys=keys, dtype=dtype, param_dtype=param_dtype) for _ in range(config.num_layers)]
-        )
+        if config.scan_layers:
+            self.layers = stacked_blocks(config, keys, dtype=dtype, param_dtype=param_dtype)
+        else:
+            self.layers = nnx.List(
+                [
+                    Block(config, keys=keys, dtype=dtype, param_dtype=param_dtype)
+                    for _ in range(config.num_layers)
+                ]
+            )
         self.final_norm = Norm(config.embed_dim, config.norm, config.norm_eps, param_dtype=param_dtype)
         self.lm_head = (
             None
@@ -92,6 +116,38 @@ class Decoder(nnx.Module):
                 param_dtype,
             )
         )
+
+    def _blocks(self) -> list[Block]:
+        """The layers one by one (with `scan_layers`, views of layer i of the stacked parameters)."""
+        if not self.config.scan_layers:
+            return list(self.layers)
+        graphdef, state = nnx.split(self.layers)
+        return [
+            nnx.merge(graphdef, jax.tree.map(lambda a, i=i: a[i], state))
+            for i in range(self.config.num_layers)
+        ]
+
+    def _scan_layers(
+        self, x: jax.Array, positions: jax.Array, masks: dict, *, causal: bool, remat: bool
+    ) -> jax.Array:
+        """All layers as one `lax.scan` over the stacked parameters (no cache)."""
+        graphdef, state = nnx.split(self.layers)
+        windows = sorted(masks)
+        # Layers with different sliding windows pick their mask by index from a stack of the distinct ones.
+        window_index = jnp.asarray([windows.index(self.config.window(i)) for i in range(self.config.num_layers)])
+        stacked_masks = jnp.stack([masks[w] for w in windows]) if len(windows) > 1 else None
+
+        def body(h: jax.Array, layer: tuple) -> tuple[jax.Array, None]:
+            layer_state, w = layer
+            mask = masks[windows[0]] if stacked_masks is None else stacked_masks[w]
+            block = nnx.merge(graphdef, layer_state)
+            h, _ = block(h, positions, mask, None, None, causal=causal)
+            return h, None
+
+        if remat:
+            body = jax.checkpoint(body, policy=remat_policy(self.config), prevent_cse=False)
+        x, _ = jax.lax.scan(body, x, (state, window_index))
+        return x
 
     def init_cache(self, batch: int, max_len: int, dtype: jnp.dtype = jnp.float32) -> Cache:
         """An empty KV cache for `batch` rows of up to `max_len` tokens."""
@@ -153,15 +209,19 @@ class Decoder(nnx.Module):
 
         x = constrain(self.embedder.encode(tokens), _RESIDUAL)
         # Without a prefix-LM mask or a cache, no query sees a later key: attention may skip future blocks.
-        forward = _layer_forward(
-            causal=prefix_mask is None and cache is None, remat=self.config.remat and cache is None
-        )
-        new_layers = []
-        for i, block in enumerate(self.layers):
-            layer_cache = None if cache is None else cache.layers[i]
-            index = None if cache is None else cache.index
-            x, layer_cache = forward(block, x, positions, masks[self.config.window(i)], layer_cache, index)
-            new_layers.append(layer_cache)
+        causal = prefix_mask is None and cache is None
+        remat = self.config.remat and cache is None
+        if self.config.scan_layers and cache is None:
+            x = self._scan_layers(x, positions, masks, causal=causal, remat=remat)
+            new_layers = []
+        else:
+            forward = _layer_forward(causal=causal, remat=remat, policy=remat_policy(self.config))
+            new_layers = []
+            for i, block in enumerate(self._blocks()):
+                layer_cache = None if cache is None else cache.layers[i]
+                index = None if cache is None else cache.index
+                x, layer_cache = forward(block, x, positions, masks[self.config.window(i)], layer_cache, index)
+                new_layers.append(layer_cache)
         logits = self.logits(x)
         if cache is None:
             return logits

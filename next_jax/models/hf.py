@@ -24,6 +24,7 @@ from next_jax.models import partitioning
 from next_jax.models.config import DecoderConfig
 from next_jax.models.decoder import Decoder
 from next_jax.models.hf_config import from_hf_config, to_hf_config
+from next_jax.models.layer_stack import stacked_slot
 
 StatePath = tuple[Any, ...]
 # One tensor's correspondence: HF name, path in the nnx state, HF -> ours, ours -> HF.
@@ -133,19 +134,22 @@ def load_pretrained(
     mesh: jax.sharding.Mesh | None = None,
     rules: partitioning.LogicalRules | None = None,
     with_vocab: bool = True,
+    config_overrides: dict[str, Any] | None = None,
 ) -> Pretrained:
     """Load a local HF checkpoint folder as `Pretrained(model, vocab)`.
 
     `dtype` is the computation dtype, `param_dtype` (default: `dtype`) the storage dtype of the parameters.
     With a `mesh` every tensor goes straight into its shard (`rules` default to gin's). The vocabulary is a
     `seqio.Vocabulary` read from `tokenizer.model` (SentencePiece) or `tokenizer.json`, or None when the
-    folder has neither or `with_vocab` is False.
+    folder has neither or `with_vocab` is False. `config_overrides` change `DecoderConfig` fields that do
+    not alter the function (e.g. `scan_layers=True`, `remat=True`, `attention_impl`).
     """
     path = Path(path)
     dtype = jnp.dtype(dtype)
     param_dtype = dtype if param_dtype is None else jnp.dtype(param_dtype)
     hf = json.loads((path / "config.json").read_text())
     config = from_hf_config(hf, dtype=dtype.name, param_dtype=param_dtype.name)
+    config = config.replace(**(config_overrides or {}))
     abstract = nnx.eval_shape(lambda: Decoder(config, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
     shardings = None if mesh is None else partitioning.named_shardings(state, mesh, rules)
@@ -153,17 +157,29 @@ def load_pretrained(
     flat_shardings = None if shardings is None else dict(nnx.to_flat_state(shardings))
     entries = {name: (p, to_ours) for name, p, to_ours, _ in weight_map(config)}
     loaded: dict[StatePath, jax.Array] = {}
+    found: set[StatePath] = set()  # per-layer paths of the tensors read
+    # With `scan_layers` a tensor is layer i of a stacked parameter: collected on the host, placed whole.
+    layer_parts: dict[StatePath, dict[int, np.ndarray]] = {}
     for name, tensor in _read_tensors(path):
         if name not in entries:
             if (name == "lm_head.weight" and config.tie_embeddings) or name.endswith(_IGNORED_SUFFIXES):
                 continue
             raise ValueError(f"unexpected tensor {name!r} in {path} for a {config.family} model")
         p, to_ours = entries[name]
+        found.add(p)
+        stacked, layer = stacked_slot(p) if config.scan_layers else (p, None)
+        if layer is not None:
+            layer_parts.setdefault(stacked, {})[layer] = to_ours(tensor)
+            continue
         sharding = None if flat_shardings is None else flat_shardings[p].get_value()
         loaded[p] = _place(to_ours(tensor), flat[p].get_value(), sharding)
-    missing = [name for name, (p, _) in entries.items() if p not in loaded]
+    missing = [name for name, (p, _) in entries.items() if p not in found]
     if missing:
         raise ValueError(f"{path} lacks {len(missing)} tensors, e.g. {missing[:3]}")
+    for p, parts in layer_parts.items():
+        sharding = None if flat_shardings is None else flat_shardings[p].get_value()
+        stacked = np.stack([parts[i] for i in range(config.num_layers)])
+        loaded[p] = _place(stacked, flat[p].get_value(), sharding)
     unmapped = set(flat) - set(loaded)
     if unmapped:  # a model parameter no HF tensor maps to: the weight map is out of date
         raise AssertionError(f"parameters without an HF counterpart: {sorted(map(str, unmapped))[:3]}")
@@ -202,7 +218,9 @@ def save_pretrained(
     flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
     tensors: dict[str, np.ndarray] = {}
     for name, p, _, to_hf in weight_map(config):
-        value = flat[p].get_value()
+        stacked, layer = stacked_slot(p) if config.scan_layers else (p, None)
+        value = flat[stacked].get_value()
+        value = value if layer is None else value[layer]
         tensors[name] = np.ascontiguousarray(to_hf(_to_numpy(value, dtype or value.dtype)))
     torch_dtype = jnp.dtype(dtype or model.embedder.embedding.get_value().dtype).name
     (path / "config.json").write_text(json.dumps(to_hf_config(config, torch_dtype=torch_dtype), indent=2))

@@ -1,8 +1,8 @@
 """Logical axis names -> mesh axes, T5X style.
 
 Model code names every parameter and key activation dimension logically (`batch`, `length`, `embed`, `mlp`,
-`heads`, `kv_heads`, `kv`, `vocab`, `cache_length`); the rules below, settable from gin, map those names onto
-the physical `data`/`fsdp`/`model` mesh axes. Rules are ordered by precedence and a mesh axis is used at most
+`heads`, `kv_heads`, `kv`, `vocab`, `cache_length`, and `layers`, the leading axis of stacked `scan_layers`
+parameters); the rules below, settable from gin, map those names onto the physical `data`/`fsdp`/`model` mesh axes. Rules are ordered by precedence and a mesh axis is used at most
 once per array (flax's `logical_to_mesh_axes`), so activations `[batch, length, embed]` shard `batch` over
 `data`+`fsdp` while parameters `[embed, mlp]` shard `embed` over `fsdp`. A dimension that the chosen mesh axes do
 not divide (e.g. one KV head of a multi-query model on a 4-way `model` axis) is replicated instead.
@@ -35,6 +35,8 @@ STANDARD_RULES: LogicalRules = (
     ("length", None),
     ("cache_length", None),
     ("kv", None),
+    # the stacked layer axis of `scan_layers` parameters: every device holds its shard of every layer
+    ("layers", None),
 )
 
 
