@@ -2,7 +2,7 @@
 
 Buggy programs come from a `BugSource`:
 - `SampledBugs`: the paper's method. A model writes solutions to each problem (through anything with the
-  `CompletionSampler` protocol; `next_jax.selftrain.proposer` backs it with `next_jax.decode.Sampler`); the
+  `CompletionSampler` protocol; `next_jax.selftrain.text_sampler` backs it with `next_jax.decode.Sampler`); the
   ones that fail a test become repair tasks. This module imports no model code: the sampler is injected.
 - `MutatedBugs`: AST mutation of the reference solution (`mutation.py`), for a fully offline build.
 

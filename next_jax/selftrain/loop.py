@@ -23,6 +23,7 @@ from next_jax.data.rendering import PromptRenderer, verification_meta
 from next_jax.selftrain import problems as problems_lib
 from next_jax.selftrain.batches import training_batches
 from next_jax.selftrain.evaluation import EvalSettings, evaluate_arm
+from next_jax.selftrain.faults import maybe_crash
 from next_jax.selftrain.filtering import FilterSettings, kept_records
 from next_jax.selftrain.generation import SamplerGenerate
 from next_jax.selftrain.model_setup import build_runtime
@@ -106,6 +107,7 @@ class Loop:
         result = fn() or {}
         result["seconds"] = time.perf_counter() - start
         self.run.complete(stage, result)
+        maybe_crash(f"stage:{stage}")
         log.info("stage %s done in %.1f s", stage, result["seconds"])
         return result
 
@@ -125,7 +127,8 @@ class Loop:
             seed=self.seed * 1009 + seed_offset, vocabulary=self.vocab,
         )
         metrics = self.runtime.train(start, batches, num_steps=steps, directory=directory,
-                                     log_dir=self.run.path("tensorboard", name.replace("/", "_")))
+                                     log_dir=self.run.path("tensorboard", name.replace("/", "_")),
+                                     on_step=lambda step, _: maybe_crash(f"train:{name}:{step}"))
         self._params[name] = self.runtime.copy_params()
         return {"steps": steps, "final_loss": metrics.get("loss"), "records": [str(p) for p in paths]}
 

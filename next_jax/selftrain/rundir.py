@@ -44,7 +44,7 @@ class RunDir:
     """A self-training run directory and its completed-stage record."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+        self.root = Path(root).resolve()  # orbax wants absolute checkpoint paths
         self.root.mkdir(parents=True, exist_ok=True)
         self._state_path = self.root / "state.json"
         self._done: dict[str, Any] = {}

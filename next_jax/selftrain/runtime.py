@@ -44,7 +44,8 @@ class ModelRuntime:
     def sample_with(self, params: dict) -> None:
         self.sampler.set_params(params)
 
-    def train(self, params: dict, batches_fn, *, num_steps: int, directory: Path, log_dir: Path) -> dict:
+    def train(self, params: dict, batches_fn, *, num_steps: int, directory: Path, log_dir: Path,
+              on_step=None) -> dict:
         """Train from `params` for `num_steps` on `batches_fn()` with checkpoints in `directory/checkpoints`
         (resuming from the newest one there), then save the final parameters to `directory/params`."""
         self.trainer.restart(params, checkpoint_dir=str(directory / "checkpoints"))
@@ -56,7 +57,7 @@ class ModelRuntime:
             writers.append(ConsoleWriter(num_steps, initial_step=self.trainer.step, print_every=max(1, num_steps // 5)))
         writer = MultiWriter(writers)
         try:
-            metrics = self.trainer.fit(batches_fn(), num_steps, writer=writer)
+            metrics = self.trainer.fit(batches_fn(), num_steps, writer=writer, on_step=on_step)
         finally:
             writer.close()
         final = self.copy_params()

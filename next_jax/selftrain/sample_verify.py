@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from next_jax.data.example import iter_jsonl, write_jsonl
 from next_jax.data.fix_check import candidate_for
 from next_jax.data.parsing import parse_completion
+from next_jax.selftrain.faults import maybe_crash
 from next_jax.selftrain.records import Sample, verdict_record
 from next_jax.selftrain.rundir import shard_name
 
@@ -120,6 +121,7 @@ def sample_and_verify(
             try:
                 t = time.perf_counter()
                 records = _verify_shard(shard, samples, verify)
+                maybe_crash(f"verdicts:{out_dir.name}:{name}")
                 write_jsonl(out_dir / "verdicts" / name, records)
                 stats.verify_seconds += time.perf_counter() - t
                 if progress is not None:
@@ -146,6 +148,7 @@ def sample_and_verify(
                 samples = _samples_of(shard, generate(shard, num_samples), iteration)
                 write_jsonl(samples_path, (s.to_json() for s in samples))
                 stats.sample_seconds += time.perf_counter() - t
+                maybe_crash(f"samples:{out_dir.name}:{name}")
             t = time.perf_counter()
             handoff.put((shard, samples, name))  # blocks while the verifier is `queue_size` shards behind
             stats.sampler_wait_seconds += time.perf_counter() - t

@@ -1,0 +1,48 @@
+"""The filter stage keeps passing samples only, with dedupe, a per-problem cap and accumulation."""
+
+from __future__ import annotations
+
+from next_jax.data.parsing import parse_completion
+from next_jax.selftrain.filtering import FilterSettings, kept_records
+from next_jax.selftrain.records import Sample
+
+
+def sample(pid: str, it: int, idx: int, code: str) -> Sample:
+    return Sample(pid, it, idx, "c", "ok", f"why {idx}", code, -1.0)
+
+
+CODE_A = "def f(x):\n    return x + 1"
+CODE_A2 = "def f(x):\n    return (x + 1)  # same program"
+CODE_B = "def f(x):\n    return 1 + x"
+
+
+def joined():
+    return [
+        (sample("p1", 0, 0, CODE_A), {"status": "pass"}),
+        (sample("p1", 0, 1, CODE_A2), {"status": "pass"}),
+        (sample("p1", 0, 2, CODE_B), {"status": "pass"}),
+        (sample("p1", 0, 3, "def f(x):\n    return x"), {"status": "fail"}),
+        (sample("p2", 0, 0, CODE_A), {"status": "timeout"}),
+        (sample("p2", 1, 0, CODE_B), {"status": "pass"}),
+    ]
+
+
+PROMPTS = {(0, "p1"): "prompt p1 it0", (0, "p2"): "prompt p2 it0", (1, "p2"): "prompt p2 it1"}
+
+
+def test_keeps_passing_deduped_with_their_exact_prompts():
+    kept = kept_records(joined(), PROMPTS, FilterSettings(dedupe=True, max_per_problem=None))
+    assert [(r["example_id"], r["iteration"], r["index"]) for r in kept] == [("p1", 0, 0), ("p1", 0, 2), ("p2", 1, 0)]
+    assert kept[2]["prompt"] == "prompt p2 it1"
+    parsed = parse_completion(kept[0]["target"], "f")
+    assert parsed.ok and parsed.code == CODE_A and parsed.rationale == "why 0"
+
+
+def test_no_dedupe_and_a_cap():
+    kept = kept_records(joined(), PROMPTS, FilterSettings(dedupe=False, max_per_problem=2))
+    assert [(r["example_id"], r["index"]) for r in kept] == [("p1", 0), ("p1", 1), ("p2", 0)]
+
+
+def test_order_does_not_depend_on_input_order():
+    settings = FilterSettings()
+    assert kept_records(joined(), PROMPTS, settings) == kept_records(joined()[::-1], PROMPTS, settings)

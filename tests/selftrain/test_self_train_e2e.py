@@ -1,0 +1,122 @@
+"""The README's main job at smoke size, end to end through the real sandboxed pool: outputs, resume after
+`kill -9` at several points, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = "gin/experiments/tiny_cpu_smoke.gin"
+# Checkpoints every 2 steps, so a run killed mid-training resumes from a checkpoint.
+BINDINGS = ("--gin.Trainer.save_every=2",)
+
+
+def launch(run_dir: Path, *extra: str, crash_at: str | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("NEXT_JAX_SELFTRAIN_CRASH_AT", None)
+    if crash_at:
+        env["NEXT_JAX_SELFTRAIN_CRASH_AT"] = crash_at
+    cmd = [sys.executable, "launch/self_train.py", f"--gin_file={SMOKE}", f"--run_dir={run_dir}", *BINDINGS, *extra]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def without_timings(obj):
+    """A summary with every timing (and the run's own name) removed, for comparing runs."""
+    if isinstance(obj, dict):
+        return {k: without_timings(v) for k, v in obj.items()
+                if "seconds" not in k and k not in ("config_name",)}
+    if isinstance(obj, list):
+        return [without_timings(v) for v in obj]
+    return obj
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("smoke") / "run"
+    result = launch(run_dir)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return run_dir, result
+
+
+def test_a_run_writes_every_output(finished):
+    run_dir, result = finished
+    s = summary(run_dir)
+    for key in ("base", "base_notrace", "control", "control_notrace"):
+        ev = s[key]
+        assert ev["problems"] == 16 and 0.0 <= ev["greedy_fix_rate"] <= 1.0
+        assert set(ev["pass_at_k"]) == {"1", "2"}
+    (it,) = s["iterations"]
+    assert it["iteration"] == 0 and set(it["seconds"]) >= {"sample", "verify", "train", "eval"}
+    train = it["train"]
+    assert train["problems"] == 32 and train["samples"] == 64
+    assert train["passed"] <= train["parsed"] <= train["samples"] and train["kept"] <= train["passed"]
+    assert it["trace_share"] >= 0.95 and it["sampler_wait_seconds"] >= 0.0
+    assert s["best_iteration"] == 0
+    samples = [json.loads(line) for f in sorted((run_dir / "iter_0" / "samples").glob("*.gz"))
+               for line in gzip.open(f, "rt")]
+    assert sorted((r["example_id"], r["index"]) for r in samples) == sorted({(r["example_id"], r["index"]) for r in samples})
+    assert len(samples) == 64
+    for path in ("state.json", "config.gin", "iter_0/kept.jsonl", "report.html", "fix_rate.png",
+                 "best/hf/config.json", "best/params", "iter_0/params", "tensorboard/loop"):
+        assert (run_dir / path).exists(), path
+    assert "best iteration" in result.stdout  # the summary table printed at the end
+    assert "fix rate" in result.stdout
+
+
+def test_the_same_command_on_a_finished_run_changes_nothing(finished):
+    run_dir, _ = finished
+    before = summary(run_dir)
+    again = launch(run_dir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert without_timings(summary(run_dir)) == without_timings(before)
+
+
+def test_a_different_config_is_refused(finished):
+    run_dir, _ = finished
+    result = launch(run_dir, "--gin.FinetuneSettings.steps=5")
+    assert result.returncode == 2 and "ALLOW_CONFIG_CHANGE" in result.stderr
+
+
+def test_bad_input_gets_a_clear_error(tmp_path):
+    typo = launch(tmp_path / "a", "--gin.FinetuneSetings.steps=5")
+    assert typo.returncode == 2 and "bad gin configuration" in typo.stderr and "FinetuneSetings" in typo.stderr
+    missing = launch(tmp_path / "b", "--gin_file=gin/experiments/no_such.gin")
+    assert missing.returncode == 2 and "no_such.gin" in missing.stderr
+
+
+CRASH_POINTS = (
+    "stage:base",                                      # between stages
+    "samples:iter_0:shard-p000-00000.jsonl.gz",        # during sampling
+    "verdicts:iter_0:shard-p000-00001.jsonl.gz",       # during verification
+    "train:iter_0:3",                                  # during fine-tuning (checkpoint at step 2)
+    "stage:iter_0/train",                              # between stages
+    "verdicts:greedy:shard-p000-00000.jsonl.gz",       # during evaluation
+)
+
+
+def test_kill_minus_nine_anywhere_then_resume_gives_the_same_run(finished, tmp_path):
+    reference, _ = finished
+    run_dir = tmp_path / "resumed"
+    for point in CRASH_POINTS:
+        crashed = launch(run_dir, crash_at=point)
+        assert crashed.returncode == -9, (point, crashed.returncode, crashed.stderr[-3000:])
+    final = launch(run_dir)
+    assert final.returncode == 0, final.stderr[-4000:]
+    assert (run_dir / "iter_0" / "kept.jsonl").read_bytes() == (reference / "iter_0" / "kept.jsonl").read_bytes()
+    assert without_timings(summary(run_dir)) == without_timings(summary(reference))
+    keys = [(json.loads(line)["example_id"], json.loads(line)["index"])
+            for f in sorted((run_dir / "iter_0" / "verdicts").glob("*.gz")) for line in gzip.open(f, "rt")]
+    assert len(keys) == len(set(keys)) == 64
