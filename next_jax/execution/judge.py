@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ast
 import importlib
+import math
 import operator
 import random
+import resource
 import sys
 from typing import Any
 
@@ -143,6 +145,9 @@ class Judge:
                 request = self.channel.recv()
             except ChannelClosed:
                 return
+            cpu = request.get("cpu_seconds")
+            if type(cpu) is int and cpu > 0:
+                _cpu_budget(cpu)
             seed = int(request.get("seed", 0))
             random.seed(seed)
             if "numpy" in sys.modules:  # otherwise seeded as it loads (roles.seed_random at start-up)
@@ -219,6 +224,17 @@ class Judge:
             return {"ok": True}
         return {"ok": False, "kind": "assert", "op": type(compare.ops[0]).__name__,
                 "expected": _show(expected), "got": _show(got)}
+
+
+def _cpu_budget(seconds: int) -> None:
+    """Allow this run ``seconds`` of CPU beyond what the judge used so far (soft limit; SIGXCPU ends the judge).
+
+    The judge serves many candidates in turn and CPU time accumulates over its life, so a fixed limit would
+    end a long-lived judge in the middle of an innocent candidate's run; the hard limit bounds its whole life."""
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    soft = seconds + math.ceil(used.ru_utime + used.ru_stime)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
 
 
 def _show(value: Any) -> str:

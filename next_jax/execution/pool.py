@@ -130,7 +130,8 @@ class VerificationPool:
         self.timeout = float(timeout)
         cpu = max(1, math.ceil(self.timeout))
         limits = Limits(cpu_seconds=cpu, memory_bytes=memory_bytes)
-        judge_limits = Limits(cpu_seconds=cpu + 1, memory_bytes=memory_bytes)
+        # The judge's hard CPU limit spans its life (its per-run budget is a soft limit it sets each run).
+        judge_limits = Limits(cpu_seconds=(cpu + 1) * session.JUDGE_MAX_RUNS, memory_bytes=memory_bytes)
         self._uid_lock = None
         if uid_base is None:
             uid_base, self._uid_lock = uid_block.reserve(2 * workers)

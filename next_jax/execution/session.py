@@ -249,10 +249,16 @@ def run_candidate(spawn: Callable[[], Child], judges: JudgeHost, candidate: Cand
     return _verdict(candidate, results, details, None, stdout, elapsed)
 
 
-class JudgeHost:
-    """A slot's judge process, kept across candidates and replaced after any run that did not end cleanly."""
+JUDGE_MAX_RUNS = 500
 
-    def __init__(self, zygote_of: Any, config: SpawnConfig, max_runs: int = 500) -> None:
+
+class JudgeHost:
+    """A slot's judge process, kept across candidates and replaced after any run that did not end cleanly.
+
+    Each run asks the judge to allow itself the candidate's CPU limit plus one second more than it used so far
+    (a soft limit); the hard limit, set at its start, covers its whole life of ``max_runs`` runs."""
+
+    def __init__(self, zygote_of: Any, config: SpawnConfig, max_runs: int = JUDGE_MAX_RUNS) -> None:
         self.zygote_of, self.config, self.max_runs = zygote_of, config, max_runs
         self.child: Child | None = None
         self.runs = 0
@@ -318,6 +324,7 @@ def _judge(judges: JudgeHost, link: CandidateLink, candidate: Candidate, names: 
     try:
         judge.channel.send({"op": "run", "setup": candidate.setup, "tests": list(candidate.tests), "seed": seed,
                             "names": names, "entry_point": entry_point, "fail_fast": fail_fast,
+                            "cpu_seconds": link.cpu_limit + 1,
                             "prefetched": [[r["target"], a] for r, a in zip(planned or (), answers, strict=False)]})
         while True:
             message = judge.channel.recv(deadline)

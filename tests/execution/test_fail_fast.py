@@ -132,3 +132,15 @@ def test_timed_out_reads_can_resume(pool):
         answers, fault = link.collect(1, 0.01)
         assert (answers, fault) == ([], None)
         assert link.next_answer() == {"value": "y" * 400_000}
+
+
+def test_a_long_lived_judge_keeps_its_per_run_cpu_budget(checks):
+    """The judge serves many candidates; their tests' CPU time adds up over its life far beyond one run's limit
+    (it used to be killed mid-run, giving an innocent candidate sandbox_error: 2 of 164 HeFix+ references)."""
+    from next_jax.execution.pool import VerificationPool
+
+    heavy = ("assert f(1) == 1 and sum(range(10_000_000)) > 0",)  # test code: in the judge
+    with VerificationPool(workers=1, timeout=2.0, uid_base=checks.uid_base + 4) as small:
+        verdicts = small.verify([Candidate(f"c{i}", "def f(x):\n    return x\n", heavy, "import math")
+                                 for i in range(30)])
+    assert [v.status for v in verdicts] == ["pass"] * 30, [v for v in verdicts if not v.ok][:2]
