@@ -8,7 +8,8 @@ Writes <out>/mbpp_r/{train,validation}.jsonl, <out>/mbpp_r/stats.json, the TFDS 
 with --hefix_plus, <out>/hefix_plus/test.jsonl; next to each, reference_times.json (each problem's reference
 solution timed in the pool, for per-problem time limits: next_jax.data.time_limits). Traces of the failing
 tests are precomputed in the sandbox into <out>/trace_cache/pool.jsonl so the SeqIO tasks start warm. All
-choices come from gin (see gin/data/); the sampled build's gin file imports the model-side sampler itself, so a mutation build never loads jax.
+choices come from gin (see gin/data/); the sampled build's gin file imports the model-side sampler itself, so a
+mutation build never loads jax.
 """
 
 from __future__ import annotations
