@@ -25,16 +25,18 @@ def _derived_spec(
     """Spec of an optimizer statistic computed from a parameter of `param_shape` sharded as `spec`.
 
     Same shape (Adam moments, Adafactor unfactored v): the parameter's spec. Adafactor's factored row and
-    column statistics drop the last or the second-to-last dimension: drop that entry of the spec. Anything
+    column statistics drop one dimension of the parameter (one of its two largest, which for stacked
+    `scan_layers` parameters or 3-D kernels need not be the last two): drop that entry of the spec. Anything
     else (placeholders of shape (1,)) is small and replicated.
     """
     axes = tuple(spec) + (None,) * (len(param_shape) - len(spec))
     if leaf_shape == param_shape:
         return PartitionSpec(*axes)
-    if len(param_shape) >= 2 and leaf_shape == param_shape[:-1]:
-        return PartitionSpec(*axes[:-1])
-    if len(param_shape) >= 2 and leaf_shape == param_shape[:-2] + param_shape[-1:]:
-        return PartitionSpec(*axes[:-2], axes[-1])
+    if len(param_shape) >= 2 and len(leaf_shape) == len(param_shape) - 1:
+        # with equal sizes several dimensions match; dropping any of them gives a valid spec of that shape
+        for dim in reversed(range(len(param_shape))):
+            if param_shape[:dim] + param_shape[dim + 1 :] == leaf_shape:
+                return PartitionSpec(*axes[:dim], *axes[dim + 1 :])
     return PartitionSpec()
 
 

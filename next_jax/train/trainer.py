@@ -18,9 +18,9 @@ from jax.sharding import NamedSharding, PartitionSpec
 from next_jax import host_memory
 from next_jax.models import partitioning
 from next_jax.models.mesh import create_mesh
-from next_jax.train import checkpoints, flops, optimizers, state_sharding
+from next_jax.train import checkpoints, flops, optimizers, state_sharding, step_builder
 from next_jax.train.metric_writers import MetricWriter
-from next_jax.train.train_step import TrainState, make_eval_step, make_loss_fn, make_train_step
+from next_jax.train.train_step import TrainState
 
 _CPU_CEILING: dict[str, float] = {}
 
@@ -73,36 +73,32 @@ class Trainer:
         self.learning_rate = learning_rate
         self.optimizer = optimizer or optimizers.make_optimizer(learning_rate=learning_rate)
 
-        graphdef, params_state, rest = nnx.split(model, nnx.Param, ...)
+        self._parts = step_builder.build_step(
+            model,
+            self.mesh,
+            self.optimizer,
+            z_loss=self.z_loss,
+            num_microbatches=num_microbatches,
+            learning_rate=self.learning_rate,
+        )
         # Only the structure and metadata of the params State are kept; its arrays live in `self.state`.
-        self._params_template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params_state)
-        self._graphdef, self._rest = graphdef, rest
-        self.param_shardings = state_sharding.param_shardings(params_state, self.mesh)
+        self._params_template = self._parts.params_template
+        self._graphdef, self._rest = self._parts.graphdef, self._parts.rest
+        self.param_shardings = self._parts.param_shardings
+        self.state_shardings = self._parts.state_shardings
         params = jax.device_put(
-            jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params_state.to_pure_dict()),
+            jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), nnx.state(model, nnx.Param).to_pure_dict()),
             self.param_shardings,
         )
-        abstract_params = checkpoints.abstract_tree(params)
         self.num_params = flops.count_params(params)
-        replicated = NamedSharding(self.mesh, PartitionSpec())
-        self.state_shardings = TrainState(
-            step=replicated,
-            params=self.param_shardings,
-            opt_state=state_sharding.optimizer_state_shardings(
-                self.optimizer, abstract_params, self.param_shardings, self.mesh
-            ),
-        )
         init_opt = jax.jit(self.optimizer.init, out_shardings=self.state_shardings.opt_state)
         self.state = TrainState(
-            step=jax.device_put(jnp.zeros((), jnp.int32), replicated),
+            step=jax.device_put(jnp.zeros((), jnp.int32), self.state_shardings.step),
             params=params,
             opt_state=init_opt(params),
         )
-        loss_fn = make_loss_fn(graphdef, self._params_template, rest, self.z_loss)
-        self._step_fn = make_train_step(
-            loss_fn, self.optimizer, num_microbatches=num_microbatches, learning_rate=self.learning_rate
-        )
-        self._eval_fn = make_eval_step(loss_fn)
+        self._step_fn = self._parts.step_fn
+        self._eval_fn = self._parts.eval_fn
         self._jitted: dict[Any, Callable] = {}
         self.peak_flops = peak_flops
         on_cpu = jax.devices()[0].platform == "cpu"
@@ -134,21 +130,8 @@ class Trainer:
         step timings never include compilation."""
         key = ("train", tuple(sorted((k, tuple(np.shape(v))) for k, v in batch.items())))
         if key not in self._jitted:
-            shardings = self._batch_shardings(batch)
-            jitted = jax.jit(
-                self._step_fn,
-                in_shardings=(self.state_shardings, shardings),
-                out_shardings=(self.state_shardings, NamedSharding(self.mesh, PartitionSpec())),
-                donate_argnums=(0,),
-            )
-            abstract_batch = {
-                k: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype, sharding=shardings[k])
-                for k, v in batch.items()
-            }
-            with partitioning.partitioned(self.mesh):
-                self._jitted[key] = jitted.lower(
-                    checkpoints.abstract_tree(self.state), abstract_batch
-                ).compile()
+            abstract = step_builder.abstract_batch(batch, self.mesh)
+            self._jitted[key] = step_builder.lower_step(self._parts, abstract).compile()
         return self._jitted[key]
 
     def put_batch(self, batch: Mapping[str, Any]) -> dict[str, jax.Array]:
