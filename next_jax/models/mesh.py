@@ -29,16 +29,20 @@ def _resolve(sizes: Sequence[int], count: int) -> tuple[int, ...]:
 
 @gin.configurable(module="next_jax.models")
 def create_mesh(
-    data: int = -1, fsdp: int = 1, model: int = 1, devices: Sequence[jax.Device] | None = None
+    data: int = -1,
+    fsdp: int = 1,
+    model: int = 1,
+    devices: Sequence[jax.Device] | None = None,
+    along_interconnect: bool | None = None,
 ) -> jax.sharding.Mesh:
     """A `('data', 'fsdp', 'model')` mesh over `devices` (default: all); one size may be -1 (= the rest).
 
-    With `devices=None` jax lays the mesh out along the physical interconnect (TPU torus); with explicit
-    devices the given order is kept.
+    With `along_interconnect` (the default when `devices` is None) jax lays the mesh out along the physical
+    interconnect (TPU torus: the `model` axis on neighbouring chips); otherwise the given order is kept.
     """
     devs = list(jax.devices() if devices is None else devices)
     shape = _resolve((data, fsdp, model), len(devs))
     axis_types = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
-    if devices is None:
-        return jax.make_mesh(shape, MESH_AXES, axis_types=axis_types)
+    if along_interconnect or (along_interconnect is None and devices is None):
+        return jax.make_mesh(shape, MESH_AXES, axis_types=axis_types, devices=devs)
     return jax.sharding.Mesh(np.asarray(devs, dtype=object).reshape(shape), MESH_AXES, axis_types=axis_types)

@@ -72,3 +72,27 @@ def measure_matmul_flops(
 def mfu(model_flops_per_second: float, peak_flops_per_second: float) -> float:
     """Model FLOPs utilisation: achieved model FLOP/s over the peak (summed over devices)."""
     return model_flops_per_second / peak_flops_per_second
+
+
+def recomputed_forward_fraction(remat: bool, policy: str) -> float:
+    """Share of the forward pass's FLOPs that rematerialisation repeats in the backward pass.
+
+    `nothing_saveable` recomputes the whole layer (hardware FLOPs 8N instead of 6N per token); the `dots_*`
+    policies keep the matmul outputs and repeat only elementwise work (counted as 0 here).
+    """
+    return 1.0 if remat and policy == "nothing_saveable" else 0.0
+
+
+def train_step_flops(config, num_params: int, batch_size: int, seq_len: int) -> tuple[float, float]:
+    """(model FLOPs, expected hardware FLOPs) of one train step of a `DecoderConfig` on a
+    `[batch_size, seq_len]` batch; the latter adds the forward pass that remat recomputes."""
+    counts = decoder_flops(
+        matmul_params=matmul_param_count(num_params, config.vocab_size, config.embed_dim, config.tie_embeddings),
+        num_layers=config.num_layers,
+        num_heads=config.num_heads,
+        head_dim=config.head_dim,
+        seq_len=seq_len,
+    )
+    tokens = batch_size * seq_len
+    recompute = recomputed_forward_fraction(config.remat, config.remat_policy)
+    return counts.train_per_token * tokens, (counts.train_per_token + recompute * counts.forward_per_token) * tokens
