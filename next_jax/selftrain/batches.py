@@ -1,7 +1,7 @@
 """Training batches for the fine-tune stages: a SeqIO task over prompt/target JSON lines, packed by seqio's
 `DecoderFeatureConverter` (loss on targets only), shuffled with the run's seed, for a fixed number of steps.
 
-Feature lengths are measured from the data and rounded up to multiples of 256 (few distinct shapes, so the
+Feature lengths are measured from the data and rounded up to multiples of 128 (few distinct shapes, so the
 train step rarely recompiles), so no prompt is ever cut: seqio trims a feature from its end, which would cut
 the `### Answer` line a prompt ends with.
 """
@@ -24,7 +24,7 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-def feature_lengths(paths: Sequence[str | Path], vocabulary: seqio.Vocabulary, multiple: int = 256) -> dict[str, int]:
+def feature_lengths(paths: Sequence[str | Path], vocabulary: seqio.Vocabulary, multiple: int = 128) -> dict[str, int]:
     """The smallest lengths (multiples of `multiple`) that hold every prompt and target (+EOS) of `paths`."""
     longest = {"inputs": 1, "targets": 1}
     for path in paths:

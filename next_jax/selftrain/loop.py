@@ -21,7 +21,7 @@ from next_jax.data.example import iter_jsonl, write_jsonl
 from next_jax.data.prompts import format_target
 from next_jax.data.rendering import PromptRenderer, verification_meta
 from next_jax.selftrain import problems as problems_lib
-from next_jax.selftrain.batches import training_batches
+from next_jax.selftrain.batches import count_records, training_batches
 from next_jax.selftrain.evaluation import EvalSettings, evaluate_arm
 from next_jax.selftrain.faults import maybe_crash
 from next_jax.selftrain.filtering import FilterSettings, kept_records
@@ -54,6 +54,7 @@ class Loop:
         self.renderer = PromptRenderer(repair_data_config(), self.count)
         self._pool_factory, self._pool = pool_factory, None
         self._params: dict[str, dict] = {}
+        self.time_limits: dict[str, float] = {}
 
     # -- shared pieces ------------------------------------------------------------------------------
     def _problems(self, factory: Callable) -> problems_lib.ProblemSet:
@@ -62,6 +63,18 @@ class Loop:
             problems_lib.save(factory(), data)
             self.run.complete("data")
         return problems_lib.load(data)
+
+    def measure_time_limits(self) -> None:
+        """Per-problem limits from each reference's measured time (EvalPlus's rule, gin `time_limits.policy`),
+        measured once in the pool and cached in `RUN/data/reference_times.json`."""
+        from next_jax.data.time_limits import example_time_limits
+
+        examples = [*self.problems.pool, *self.problems.dev, *(ex for _, exs in self.problems.extra_evals for ex in exs)]
+        if self._pool is None:
+            self._pool = self._pool_factory()
+        cache = self.run.path("data", "reference_times.json")
+        self.timed("time_limits", lambda: {"problems": len(example_time_limits(self._pool, examples, cache))})
+        self.time_limits = example_time_limits(self._pool, examples, cache)  # read back from the cache
 
     def verify(self, candidates: list) -> list:
         if self._pool is None:
@@ -80,7 +93,7 @@ class Loop:
         for ex in examples:
             prompt = self.renderer.prompt(ex, fmt, self.problems.trusted)
             traced += bool(prompt.traced_tests)
-            out.append(Problem(ex.id, prompt.text, verification_meta(ex)))
+            out.append(Problem(ex.id, prompt.text, verification_meta(ex), self.time_limits.get(ex.problem_id)))
         return out, (traced / len(out) if out else 0.0)
 
     def generator(self, temperature: float, purpose: str, iteration: int, max_new_tokens: int) -> SamplerGenerate:
@@ -228,8 +241,17 @@ class Loop:
         if self.finetune.include_seed and self.problems.seed:
             paths.append(self.write_demos(self.problems.seed, "seed"))
         start = self.params("base") if self.finetune.from_base else self.params(prev)
-        self.timed(f"{name}/train", lambda: self.train_stage(name, start, paths, self.finetune.steps,
-                                                             self.finetune.batch_size, 200 + k))
+
+        def train() -> dict:
+            if count_records(paths) == 0:
+                # Nothing passed and no seed set: the iteration's model is the one it would have trained from.
+                log.warning("%s: no kept samples and no seed demonstrations; fine-tuning skipped", name)
+                self.runtime.save(start, self.run.path(name, "params"))
+                self._params[name] = start
+                return {"steps": 0, "skipped": "no training records"}
+            return self.train_stage(name, start, paths, self.finetune.steps, self.finetune.batch_size, 200 + k)
+
+        self.timed(f"{name}/train", train)
         self.evaluate(name, k)
 
 
@@ -245,13 +267,16 @@ def self_train(
     pool_workers: int = 2,
     pool_timeout: float = 5.0,
     export_best: bool = True,
+    reference_time_limits: bool = True,
     show_progress: bool = True,
     pool_factory: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) self-training in `run_dir`; returns the summary written to `RUN/summary.json`.
 
     `problems` is a factory (gin: `@synthetic_problems` or `@mbpp_r_problems`, unevaluated) called once;
-    `pool_factory` replaces the sandboxed verification pool (tests only).
+    `pool_factory` replaces the sandboxed verification pool (tests only). With `reference_time_limits`, each
+    problem's fixes get `max(floor, factor x its reference's time)` (gin `time_limits.policy`) instead of
+    `pool_timeout`.
     """
     from next_jax.execution.pool import VerificationPool
 
@@ -263,6 +288,8 @@ def self_train(
         from next_jax.selftrain.settings import BaseModelSettings
 
         base = BaseModelSettings()
+        if reference_time_limits:
+            loop.measure_time_limits()
         loop.pretrain_base(base.pretrain_steps, base.pretrain_batch_size)
         loop.evaluate("base", -1)
         if control and loop.problems.seed:
@@ -291,7 +318,8 @@ def _export(loop: Loop, best: int) -> dict:
     params = loop.params(f"iter_{best}")
     out = loop.run.path("best")
     loop.runtime.save(params, out / "params")
-    vocab = loop.vocab if hasattr(loop.vocab, "tokenizer_json") else None
+    has_file = getattr(loop.vocab, "tokenizer_file", None) or getattr(loop.vocab, "sentencepiece_model_file", None)
+    vocab = loop.vocab if has_file else None
     save_pretrained(loop.runtime.model_with(params), out / "hf", vocab=vocab)
     return {"iteration": best, "hf": str(out / "hf"), "params": str(out / "params")}
 

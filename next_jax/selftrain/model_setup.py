@@ -1,5 +1,6 @@
-"""Builds the run's `ModelRuntime` from gin: the base model (HF checkpoint or seeded preset) and the
-vocabulary the SeqIO tasks use."""
+"""Builds the run's `ModelRuntime` from gin: the base model (HF checkpoint or seeded preset) and its
+vocabulary (the checkpoint's own tokenizer, or the gin-selected SeqIO vocabulary). The loop hands that one
+vocabulary to its prompt renderer, sampler and SeqIO training task alike."""
 
 from __future__ import annotations
 
@@ -17,7 +18,12 @@ def build_runtime(*, seed: int, show_progress: bool = True) -> ModelRuntime:
     vocab = get_vocabulary()
     dtype = jnp.dtype(settings.dtype) if settings.dtype else None
     if settings.hf_checkpoint:
-        model, _ = load_pretrained(settings.hf_checkpoint, dtype or jnp.float32, with_vocab=False)
+        model, own_vocab = load_pretrained(settings.hf_checkpoint, dtype or jnp.float32,
+                                           with_vocab=settings.vocabulary_from_checkpoint)
+        if settings.vocabulary_from_checkpoint:
+            if own_vocab is None:
+                raise FileNotFoundError(f"{settings.hf_checkpoint} has no tokenizer.json or tokenizer.model")
+            vocab = own_vocab
     elif settings.preset:
         model = build_model(get_preset(settings.preset, **dict(settings.preset_overrides)), seed=seed, dtype=dtype)
     else:

@@ -62,13 +62,18 @@ def synthetic_problems(
 
 @gin.configurable(module="next_jax.selftrain")
 def mbpp_r_problems(
-    root: str = gin.REQUIRED,
+    root: str | None = None,
     max_pool: int | None = None,
     max_dev: int | None = None,
     hefix_plus: bool = True,
 ) -> ProblemSet:
     """A built MBPP-R under `root` (`launch/build_mbpp_r.py`): train as the pool, validation as dev; and
-    HeFix+ (`root/hefix_plus/test.jsonl`) as an extra eval set when present and asked for."""
+    HeFix+ (`root/hefix_plus/test.jsonl`) as an extra eval set when asked for. `root` defaults to
+    `repair_data_config.root` (where the SeqIO tasks read the same files)."""
+    if root is None:
+        from tasks.sources import repair_data_config
+
+        root = repair_data_config().root
     base = Path(root)
     for needed in (base / "mbpp_r" / "train.jsonl", base / "mbpp_r" / "validation.jsonl"):
         if not needed.exists():

@@ -16,6 +16,7 @@ class BaseModelSettings:
     seed and pretrained for `pretrain_steps` on the problem set's corpus plus its seed demonstrations."""
 
     hf_checkpoint: str | None = None
+    vocabulary_from_checkpoint: bool = True  # else gin's `get_vocabulary()`
     preset: str | None = None
     preset_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     pretrain_steps: int = 0

@@ -109,16 +109,16 @@ class Trainer:
                 "XLA:CPU maps and page-faults each step's scratch memory afresh; calling "
                 "next_jax.host_memory.reuse_freed_memory() before jax starts makes steps faster"
             )
-        self.checkpoints = (
-            checkpoints.CheckpointManager(
-                checkpoint_dir,
-                max_to_keep=max_to_keep,
-                save_interval_steps=save_every,
-                async_save=async_checkpointing,
-            )
-            if checkpoint_dir
-            else None
+        self._checkpoint_options = dict(
+            max_to_keep=max_to_keep, save_interval_steps=save_every, async_save=async_checkpointing
         )
+        self._checkpoint_dir = checkpoint_dir
+        self.checkpoints = self._make_checkpoints(checkpoint_dir)
+
+    def _make_checkpoints(self, checkpoint_dir: str | None) -> checkpoints.CheckpointManager | None:
+        if not checkpoint_dir:
+            return None
+        return checkpoints.CheckpointManager(checkpoint_dir, **self._checkpoint_options)
 
     # ----- compiled functions -----------------------------------------------------------------
 
@@ -213,15 +213,43 @@ class Trainer:
 
     def load_params(self, params_dir: str) -> None:
         """Start from parameters saved by `checkpoints.save_params` (e.g. a converted HF checkpoint),
-        restored straight onto this mesh; the optimizer state is reset."""
+        restored straight onto this mesh; the optimizer state and the step are reset (see `restart`)."""
         target = checkpoints.with_shardings(
             checkpoints.abstract_tree(self.state.params), self.param_shardings
         )
-        params = checkpoints.restore_params(params_dir, target)
-        init_opt = jax.jit(self.optimizer.init, out_shardings=self.state_shardings.opt_state)
-        self.state = TrainState(
-            step=jnp.zeros_like(self.state.step), params=params, opt_state=init_opt(params)
+        self.restart(checkpoints.restore_params(params_dir, target), checkpoint_dir=self._checkpoint_dir)
+
+    def restart(self, params: Any, *, checkpoint_dir: str | None) -> None:
+        """Begin a new training run from `params` (a pure dict like `state.params`, on device or host):
+        step 0, fresh optimizer state, and checkpoints in `checkpoint_dir` (None: no checkpoints).
+
+        A new run gets its own checkpoint directory because orbax refuses to save a step it already holds:
+        a run restarted at step 0 in the directory of an earlier one would silently keep the earlier
+        weights as "latest". Passing the directory a previous run used is therefore an error.
+        """
+        if checkpoint_dir is not None and self.checkpoints is not None:
+            if str(checkpoint_dir) == str(self._checkpoint_dir) and self.checkpoints.latest_step():
+                raise ValueError(
+                    f"{checkpoint_dir} already holds checkpoints of an earlier run (step "
+                    f"{self.checkpoints.latest_step()}); give the new run its own directory"
+                )
+        # A copy: the first step donates the state's buffers, and the caller keeps `params` (the base model
+        # that every iteration restarts from).
+        params = jax.tree.map(
+            jnp.copy,
+            jax.device_put(jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params), self.param_shardings),
         )
+        init_opt = jax.jit(self.optimizer.init, out_shardings=self.state_shardings.opt_state)
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+        self.state = TrainState(
+            step=jax.device_put(jnp.zeros((), jnp.int32), replicated),
+            params=params,
+            opt_state=init_opt(params),
+        )
+        if self.checkpoints is not None:
+            self.checkpoints.close()
+        self._checkpoint_dir = checkpoint_dir
+        self.checkpoints = self._make_checkpoints(checkpoint_dir)
 
     def model(self) -> nnx.Module:
         """The decoder with a copy of the current parameters (for sampling or export).
@@ -237,13 +265,15 @@ class Trainer:
     def fit(
         self,
         batches: Iterable[Mapping[str, Any]],
-        num_steps: int,
+        num_steps: int | None = None,
         *,
         writer: MetricWriter | None = None,
         skip_seen_batches: bool = True,
         on_step: Callable[[int, dict[str, float]], None] | None = None,
     ) -> dict[str, float]:
-        """Train until `state.step == num_steps`, checkpointing every `save_every` steps and at the end.
+        """Train until `state.step == num_steps` or until `batches` ends, whichever comes first
+        (`num_steps=None`: train on every batch, e.g. a finite iterator over N epochs); checkpoint every
+        `save_every` steps and at the end.
 
         After `restore_latest`, `skip_seen_batches` drops the batches the restored steps already consumed,
         so a deterministic input pipeline resumes exactly where the crashed run was.
@@ -251,10 +281,14 @@ class Trainer:
         iterator = iter(batches)
         if skip_seen_batches:
             for _ in range(self.step):
-                next(iterator)
+                if next(iterator, None) is None:
+                    break
         metrics: dict[str, float] = {}
-        while self.step < num_steps:
-            metrics = self.train_step(next(iterator))
+        while num_steps is None or self.step < num_steps:
+            batch = next(iterator, None)
+            if batch is None:  # a finite input ends training cleanly
+                break
+            metrics = self.train_step(batch)
             step = self.step
             if writer is not None:
                 writer.write_scalars(step, metrics)
@@ -263,7 +297,7 @@ class Trainer:
             if on_step is not None:
                 on_step(step, metrics)
         if self.checkpoints is not None:
-            if self.checkpoints.latest_step() != self.step:
+            if self.step and self.checkpoints.latest_step() != self.step:
                 self.checkpoints.save(self.step, self.state, metadata={"step": self.step}, force=True)
             self.checkpoints.wait_until_finished()
         return metrics
