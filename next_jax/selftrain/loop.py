@@ -20,6 +20,7 @@ import jax
 from next_jax.data.example import iter_jsonl, write_jsonl
 from next_jax.data.prompts import format_target
 from next_jax.data.rendering import PromptRenderer, verification_meta
+from next_jax.data.time_limits import example_time_limits
 from next_jax.selftrain import problems as problems_lib
 from next_jax.selftrain.batches import count_records, training_batches
 from next_jax.selftrain.evaluation import EvalSettings, evaluate_arm
@@ -67,8 +68,6 @@ class Loop:
     def measure_time_limits(self) -> None:
         """Per-problem limits from each reference's measured time (EvalPlus's rule, gin `time_limits.policy`),
         measured once in the pool and cached in `RUN/data/reference_times.json`."""
-        from next_jax.data.time_limits import example_time_limits
-
         examples = [*self.problems.pool, *self.problems.dev, *(ex for _, exs in self.problems.extra_evals for ex in exs)]
         if self._pool is None:
             self._pool = self._pool_factory()

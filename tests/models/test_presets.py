@@ -31,7 +31,7 @@ PUBLISHED = {
     "gemma_2b": 2.51e9,
     "gemma_7b": 8.54e9,
 }
-SIZE_RANGES = {"tiny": (5e4, 1e6), "small": (5e7, 1e8), "palm_1b": (0.9e9, 1.2e9)}
+SIZE_RANGES = {"tiny": (5e4, 1e6), "byte_1m": (0.8e6, 1.1e6), "small": (5e7, 1e8), "palm_1b": (0.9e9, 1.2e9)}
 
 
 def test_every_family_and_size_has_a_preset():
