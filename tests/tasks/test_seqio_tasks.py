@@ -92,7 +92,7 @@ def test_prompt_features_by_variant():
     assert pad["inputs"] != inline["inputs"] != none["inputs"]
     meta = json.loads(inline["meta"])
     assert meta["tests"] and meta["entry_point"] in inline["inputs"]
-    assert inline["targets"].startswith("Fixed program:\n```python\n")
+    assert "\n\nFixed program:\n```python\n" in inline["targets"]  # gold rationale, then the fix
 
 
 def test_packing_puts_several_short_examples_in_one_row():
