@@ -70,9 +70,10 @@ def _epoch(task: str, split: str) -> tuple[int, float]:
 
 
 def throughput(task: str, split: str) -> None:
+    from next_jax.data import rendering
     from tasks import sources
 
-    sources._caches.clear()  # a cold, memory-only trace cache for epoch 1
+    rendering._caches.clear()  # a cold, memory-only trace cache for epoch 1
     if "synthetic" in task:
         sources.synthetic_examples(split)  # generate outside the timed epochs (cached per process)
     _epoch(f"{task}_notrace", split)  # warm-up: TF graph building and first-use costs, untimed
@@ -116,7 +117,8 @@ def _train_sp(workdir: Path, vocab_size: int) -> spm.SentencePieceProcessor:
 
 
 def fit_share(examples: list, sp: spm.SentencePieceProcessor) -> None:
-    from tasks.sources import repair_data_config, trace_cache
+    from next_jax.data.rendering import trace_cache
+    from tasks.sources import repair_data_config
 
     tracer = trace_cache(repair_data_config(), trusted=False)
     counters = {"bytes": lambda s: len(s.encode("utf-8")), "sentencepiece": lambda s: len(sp.encode(s))}

@@ -38,7 +38,8 @@ def repair_metrics(
 ) -> dict[str, float]:
     """fix_rate, pass@k for each k not above the smallest per-example sample count, and status shares."""
     if pool is None:
-        from tasks.sources import repair_data_config, shared_pool
+        from next_jax.data.rendering import shared_pool
+        from tasks.sources import repair_data_config
 
         config = repair_data_config()
         pool = shared_pool(config.pool_workers, config.pool_timeout)

@@ -20,12 +20,7 @@ import tensorflow as tf
 
 from next_jax.data.example import RepairExample, iter_jsonl, read_examples
 from next_jax.data.prompts import byte_length
-from next_jax.data.rendering import (  # noqa: F401  (shared_pool, trace_cache: re-exported for callers)
-    PromptRenderer,
-    RepairDataConfig,
-    shared_pool,
-    trace_cache,
-)
+from next_jax.data.rendering import PromptRenderer, RepairDataConfig
 from next_jax.data.synthetic import generate_synthetic
 from tasks.vocabularies import get_vocabulary
 

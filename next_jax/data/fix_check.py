@@ -9,26 +9,15 @@ import collections
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from next_jax.data.parsing import ParsedCompletion, parse_completion
+from next_jax.data.parsing import parse_completion
 from next_jax.execution.verdict import Candidate
 
 
-def candidate_for(
-    parsed: ParsedCompletion, ident: str, meta: Mapping[str, Any], timeout: float | None = None
-) -> Candidate | None:
-    """The pool candidate for a parsed completion of the problem described by `meta` (`entry_point`,
-    `tests`, `setup`), or None when it did not parse. `timeout` is a per-problem limit where known."""
-    if not parsed.ok:
-        return None
-    extra = {"timeout": timeout} if timeout is not None and "timeout" in Candidate.__dataclass_fields__ else {}
-    return Candidate(
-        ident,
-        parsed.code,
-        tuple(meta["tests"]),
-        meta.get("setup", ""),
-        entry_point=meta.get("entry_point", ""),
-        **extra,
-    )
+def candidate_for(code: str, ident: str, meta: Mapping[str, Any], timeout: float | None = None) -> Candidate:
+    """The pool candidate for a fix (`ParsedCompletion.code`) of the problem described by `meta`
+    (`entry_point`, `tests`, `setup`); `timeout` is a per-problem limit where known."""
+    return Candidate(ident, code, tuple(meta["tests"]), meta.get("setup", ""),
+                     entry_point=meta.get("entry_point", ""), timeout=timeout)
 
 
 def verify_predictions(
@@ -43,9 +32,8 @@ def verify_predictions(
     jobs = []
     for i, (t, p) in enumerate(zip(targets, predictions, strict=True)):
         parsed = parse_completion(p, t["entry_point"])
-        candidate = candidate_for(parsed, f"{t['id']}#{i}", t)
-        if candidate is not None:
-            jobs.append((t["id"], candidate))
+        if parsed.ok:
+            jobs.append((t["id"], candidate_for(parsed.code, f"{t['id']}#{i}", t)))
         else:
             outcomes[t["id"]].append(False)
             statuses[parsed.status] += 1

@@ -32,9 +32,10 @@ class EvalSettings:
     notrace: bool = True
 
 
-def outcomes_of(out_dir: Path) -> dict[str, list[bool]]:
+def outcomes_of(joined: Sequence[tuple[Any, dict[str, Any]]]) -> dict[str, list[bool]]:
+    """Per problem, whether each of its samples passed (`joined` from `read_joined`)."""
     per_problem: dict[str, list[bool]] = collections.defaultdict(list)
-    for s, v in read_joined(out_dir):
+    for s, v in joined:
         per_problem[s.example_id].append(v["status"] == "pass")
     return dict(per_problem)
 
@@ -64,9 +65,9 @@ def evaluate_arm(
     shards = shards_of(problems, settings.shard_size, length)
     sample_and_verify(shards, out_dir / "greedy", iteration=0, generate=make_generate(0.0, "greedy"),
                       verify=verify, num_samples=1, progress=progress)
-    greedy = outcomes_of(out_dir / "greedy")
-    rate, stderr = greedy_summary(greedy)
-    statuses = collections.Counter(v["status"] for _, v in read_joined(out_dir / "greedy"))
+    joined = read_joined(out_dir / "greedy")
+    rate, stderr = greedy_summary(outcomes_of(joined))
+    statuses = collections.Counter(v["status"] for _, v in joined)
     result: dict[str, Any] = {
         "problems": len(problems),
         "greedy_fix_rate": rate,
@@ -80,5 +81,5 @@ def evaluate_arm(
                           generate=make_generate(settings.temperature, "eval"), verify=verify,
                           num_samples=settings.num_samples, progress=progress)
         ks = sorted({1, *settings.ks})
-        result["pass_at_k"] = {str(k): v for k, v in mean_pass_at_k(outcomes_of(out_dir / "sampled"), ks).items()}
+        result["pass_at_k"] = {str(k): v for k, v in mean_pass_at_k(outcomes_of(read_joined(out_dir / "sampled")), ks).items()}
     return result

@@ -29,9 +29,8 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str], search_paths: Seque
         if not any(Path(p, name).exists() for p in ["", *search_paths]):
             raise ConfigError(f"gin file {name} not found (searched . and {', '.join(search_paths)})")
     try:
-        gin.parse_config_files_and_bindings(list(gin_files), ["ALLOW_CONFIG_CHANGE = False", *bindings]
-                                            if not any(b.startswith("ALLOW_CONFIG_CHANGE") for b in bindings)
-                                            else list(bindings))
+        # The default first: a later `--gin.ALLOW_CONFIG_CHANGE=True` rebinds the macro.
+        gin.parse_config_files_and_bindings(list(gin_files), ["ALLOW_CONFIG_CHANGE = False", *bindings])
     except (ValueError, KeyError, SyntaxError, OSError) as e:
         raise ConfigError(f"bad gin configuration: {e}") from None
 

@@ -32,7 +32,12 @@ from next_jax.selftrain.progress import Progress
 from next_jax.selftrain.records import sampling_seed
 from next_jax.selftrain.rundir import RunDir
 from next_jax.selftrain.sample_verify import Problem, read_joined, sample_and_verify, shards_of
-from next_jax.selftrain.settings import FinetuneSettings, HardSubsetSettings, SampleSettings
+from next_jax.selftrain.settings import (
+    BaseModelSettings,
+    FinetuneSettings,
+    HardSubsetSettings,
+    SampleSettings,
+)
 from next_jax.selftrain.summary import best_iteration, build_summary, publish
 from tasks.sources import repair_data_config, token_counter
 
@@ -55,6 +60,7 @@ class Loop:
         self.renderer = PromptRenderer(repair_data_config(), self.count)
         self._pool_factory, self._pool = pool_factory, None
         self._params: dict[str, dict] = {}
+        self._rendered: dict[tuple[str, str], tuple[list[Problem], float]] = {}
         self.time_limits: dict[str, float] = {}
 
     # -- shared pieces ------------------------------------------------------------------------------
@@ -69,16 +75,24 @@ class Loop:
         """Per-problem limits from each reference's measured time (EvalPlus's rule, gin `time_limits.policy`),
         measured once in the pool and cached in `RUN/data/reference_times.json`."""
         examples = [*self.problems.pool, *self.problems.dev, *(ex for _, exs in self.problems.extra_evals for ex in exs)]
+        cache = self.run.path("data", "reference_times.json")
+
+        def measure() -> dict:
+            self.time_limits = example_time_limits(self.pool(), examples, cache)
+            return {"problems": len(self.time_limits)}
+
+        self.timed("time_limits", measure)
+        if not self.time_limits:  # resumed: the stage ran before, its times are in the cache
+            self.time_limits = example_time_limits(self.pool(), examples, cache)
+
+    def pool(self) -> Any:
+        """The verification pool, started on first use."""
         if self._pool is None:
             self._pool = self._pool_factory()
-        cache = self.run.path("data", "reference_times.json")
-        self.timed("time_limits", lambda: {"problems": len(example_time_limits(self._pool, examples, cache))})
-        self.time_limits = example_time_limits(self._pool, examples, cache)  # read back from the cache
+        return self._pool
 
     def verify(self, candidates: list) -> list:
-        if self._pool is None:
-            self._pool = self._pool_factory()
-        return self._pool.verify(candidates)
+        return self.pool().verify(candidates)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -86,23 +100,33 @@ class Loop:
                 self._pool.close()
         self.runtime.trainer.close()
 
-    def problems_for(self, examples, fmt: str) -> tuple[list[Problem], float]:
-        """Sampling problems with prompts in `fmt`, and the share of prompts that kept a failing test's trace."""
-        out, traced = [], 0
-        for ex in examples:
-            prompt = self.renderer.prompt(ex, fmt, self.problems.trusted)
-            traced += bool(prompt.traced_tests)
-            out.append(Problem(ex.id, prompt.text, verification_meta(ex), self.time_limits.get(ex.problem_id)))
-        return out, (traced / len(out) if out else 0.0)
+    def problems_for(self, name: str, examples, fmt: str) -> tuple[list[Problem], float]:
+        """Sampling problems of the example set `name` with prompts in `fmt` (rendered once per run), and the
+        share of prompts that kept a failing test's trace."""
+        if (name, fmt) not in self._rendered:
+            out, traced = [], 0
+            for ex in examples:
+                prompt = self.renderer.prompt(ex, fmt, self.problems.trusted)
+                traced += bool(prompt.traced_tests)
+                out.append(Problem(ex.id, prompt.text, verification_meta(ex), self.time_limits.get(ex.problem_id)))
+            self._rendered[(name, fmt)] = out, (traced / len(out) if out else 0.0)
+        return self._rendered[(name, fmt)]
 
-    def generator(self, temperature: float, purpose: str, iteration: int, max_new_tokens: int) -> SamplerGenerate:
+    def generator(self, purpose: str, iteration: int, *, temperature: float, top_p: float,
+                  max_new_tokens: int) -> SamplerGenerate:
+        """A sampler seeded for (run seed, iteration, purpose); temperature 0 is greedy (no top-k/p)."""
         s = self.sample_settings
         return SamplerGenerate(
             self.runtime.sampler, self.vocab, seed=sampling_seed(self.seed, iteration, purpose),
             max_new_tokens=max_new_tokens, temperature=temperature, top_k=s.top_k if temperature else 0,
-            top_p=(self.eval_settings.top_p if purpose == "eval" else s.top_p) if temperature else 1.0,
-            rows_per_call=s.rows_per_call, max_prompt_tokens=max(self.runtime.sampler.length_buckets),
+            top_p=top_p if temperature else 1.0, rows_per_call=s.rows_per_call,
+            max_prompt_tokens=max(self.runtime.sampler.length_buckets),
         )
+
+    def train_generator(self, purpose: str, iteration: int) -> SamplerGenerate:
+        s = self.sample_settings
+        return self.generator(purpose, iteration, temperature=s.temperature, top_p=s.top_p,
+                              max_new_tokens=s.max_new_tokens)
 
     def params(self, name: str) -> dict:
         """Parameters of a trained model ("base", "control", "iter_K"), from memory or its saved copy."""
@@ -157,15 +181,17 @@ class Loop:
 
         def run() -> dict:
             self.runtime.sample_with(self.params(name))
-            arms = {"dev": (self.problems.dev, self.trace_format)}
+            arms = {"dev": ("dev", self.problems.dev, self.trace_format)}
             if self.eval_settings.notrace and self.trace_format != "none":
-                arms["dev_notrace"] = (self.problems.dev, "none")
+                arms["dev_notrace"] = ("dev", self.problems.dev, "none")
             for extra, examples in self.problems.extra_evals:
-                arms[extra] = (examples, self.trace_format)
+                arms[extra] = (extra, examples, self.trace_format)
+            e = self.eval_settings
             results = {}
-            for arm, (examples, fmt) in arms.items():
-                problems, share = self.problems_for(examples, fmt)
-                make = lambda t, purpose: self.generator(t, purpose, iteration, self.eval_settings.max_new_tokens)  # noqa: E731
+            for arm, (set_name, examples, fmt) in arms.items():
+                problems, share = self.problems_for(set_name, examples, fmt)
+                make = lambda t, purpose: self.generator(purpose, iteration, temperature=t, top_p=e.top_p,  # noqa: E731
+                                                         max_new_tokens=e.max_new_tokens)
                 n = len(problems) * (2 if self.eval_settings.num_samples else 1)
                 with self.progress.bar(f"eval {name} {arm}", n) as bar:
                     results[arm] = evaluate_arm(
@@ -183,13 +209,12 @@ class Loop:
 
         def run() -> dict:
             self.runtime.sample_with(self.params("base"))
-            problems, _ = self.problems_for(self.problems.pool, self.trace_format)
+            problems, _ = self.problems_for("pool", self.problems.pool, self.trace_format)
             out = self.run.path("hard_subset")
             with self.progress.bar("hard subset", len(problems)) as bar:
                 sample_and_verify(shards_of(problems, self.sample_settings.shard_size, self.count), out, iteration=0,
-                                  generate=self.generator(self.sample_settings.temperature, "hard", 0,
-                                                          self.sample_settings.max_new_tokens),
-                                  verify=self.verify, num_samples=self.hard.num_samples, progress=bar)
+                                  generate=self.train_generator("hard", 0), verify=self.verify,
+                                  num_samples=self.hard.num_samples, progress=bar)
             passed: dict[str, list[bool]] = {}
             for s, v in read_joined(out):
                 passed.setdefault(s.example_id, []).append(v["status"] == "pass")
@@ -201,8 +226,9 @@ class Loop:
     def iteration(self, k: int, pool_ids: list[str]) -> None:
         name, prev = f"iter_{k}", ("base" if k == 0 else f"iter_{k - 1}")
         directory = self.run.iteration(k)
-        examples = [ex for ex in self.problems.pool if ex.id in set(pool_ids)]
-        problems, share = self.problems_for(examples, self.trace_format)
+        chosen = set(pool_ids)
+        problems, share = self.problems_for("pool", self.problems.pool, self.trace_format)
+        problems = [p for p in problems if p.example_id in chosen]
 
         def sample() -> dict:
             write_jsonl(directory / "prompts.jsonl.gz", ({"example_id": p.example_id, "prompt": p.prompt,
@@ -212,7 +238,7 @@ class Loop:
             with self.progress.bar(f"{name} sample+verify", len(problems)) as bar:
                 stats = sample_and_verify(
                     shards_of(problems, s.shard_size, self.count), directory, iteration=k,
-                    generate=self.generator(s.temperature, "train", k, s.max_new_tokens), verify=self.verify,
+                    generate=self.train_generator("train", k), verify=self.verify,
                     num_samples=s.num_samples, queue_size=s.queue_size, progress=bar,
                 )
             solved = {sv.example_id for sv, v in read_joined(directory) if v["status"] == "pass"}
@@ -284,8 +310,6 @@ def self_train(
     loop = Loop(run, seed=seed, trace_format=trace_format, problems_factory=problems, pool_factory=factory,
                 show_progress=show_progress)
     try:
-        from next_jax.selftrain.settings import BaseModelSettings
-
         base = BaseModelSettings()
         if reference_time_limits:
             loop.measure_time_limits()

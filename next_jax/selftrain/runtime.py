@@ -76,6 +76,4 @@ class ModelRuntime:
 
     def model_with(self, params: dict) -> nnx.Module:
         """A decoder holding `params` (for export)."""
-        state = nnx.State(self.trainer._params_template)
-        nnx.replace_by_pure_dict(state, jax.tree.map(jnp.copy, params))
-        return nnx.merge(self.trainer._graphdef, state, self.trainer._rest)
+        return self.trainer.model_from(params)

@@ -76,9 +76,8 @@ def _verify_shard(shard: Sequence[Problem], samples: list[Sample], verify: Calla
     for s in samples:
         problem = by_id[s.example_id]
         candidate = None
-        if s.parse_status == "ok":
-            parsed = parse_completion(s.completion, problem.meta.get("entry_point") or None)
-            candidate = candidate_for(parsed, f"{s.example_id}#{s.index}", problem.meta, problem.timeout)
+        if s.parse_status == "ok":  # the sample holds the parsed fix: no second parse
+            candidate = candidate_for(s.code, f"{s.example_id}#{s.index}", problem.meta, problem.timeout)
         records.append(None if candidate else verdict_record(s.example_id, s.iteration, s.index,
                                                              {"status": s.parse_status}))
         if candidate is not None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import jax
 
-from next_jax.selftrain.rundir import RunDir, atomic_write_json
+from next_jax.selftrain.rundir import RunDir, atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 _TRAIN_KEYS = ("problems", "samples", "parsed", "passed", "problems_solved")
@@ -86,8 +86,9 @@ def publish(run: RunDir, summary: dict[str, Any], *, final: bool) -> None:
     try:
         from next_jax.selftrain import plots, report
 
-        plots.plot_fix_rate(summary, run.path("fix_rate.png"))
-        report.write_report(run.root)
+        png = plots.fix_rate_png(summary)  # drawn once: written to fix_rate.png and embedded in the report
+        atomic_write_bytes(run.path("fix_rate.png"), png)
+        report.write_report(run.root, figure_png=png)
     except Exception as e:  # noqa: BLE001 - a figure or page must never fail a finished run
         log.warning("could not write the plot/report: %s: %s", type(e).__name__, e)
     if final:

@@ -256,8 +256,12 @@ class Trainer:
 
         A copy, because the next train step donates (frees) the state's own buffers.
         """
+        return self.model_from(self.state.params)
+
+    def model_from(self, params: dict) -> nnx.Module:
+        """The decoder holding a copy of `params` (a pure dict like `state.params`, e.g. a saved iteration)."""
         state = nnx.State(self._params_template)
-        nnx.replace_by_pure_dict(state, jax.tree.map(jnp.copy, self.state.params))
+        nnx.replace_by_pure_dict(state, jax.tree.map(jnp.copy, params))
         return nnx.merge(self._graphdef, state, self._rest)
 
     # ----- loop ---------------------------------------------------------------------------------
