@@ -19,9 +19,16 @@ from tasks.vocabularies import output_features
 
 
 def register_kept_task(
-    name: str, paths: Sequence[str | Path] | str, vocabulary: seqio.Vocabulary | None = None
+    name: str,
+    paths: Sequence[str | Path] | str,
+    vocabulary: seqio.Vocabulary | None = None,
+    shuffle_buffer_size: int = seqio.SHUFFLE_BUFFER_SIZE,
 ) -> seqio.Task:
-    """Register (or replace) task `name` over kept JSONL files: a list of paths or one glob pattern."""
+    """Register (or replace) task `name` over kept JSONL files: a list of paths or one glob pattern.
+
+    The files are read in order, so a buffer smaller than their records leaves later files (the seed set after
+    the corpus) out of the first batches: callers that know the record count pass it as `shuffle_buffer_size`.
+    """
 
     def resolve() -> list[str]:
         files = sorted(glob.glob(paths)) if isinstance(paths, str) else [str(p) for p in paths]
@@ -37,4 +44,5 @@ def register_kept_task(
         output_features=output_features(vocabulary),
         preprocessors=PREPROCESSORS,
         postprocess_fn=postprocess,
+        shuffle_buffer_size=shuffle_buffer_size,
     )

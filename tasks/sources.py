@@ -46,12 +46,15 @@ def repair_data_config(
     synthetic_train_size: int = 2000,
     synthetic_validation_size: int = 200,
     instruction: bool = True,
+    max_failing_shown: int = 0,
+    layout: str = "markdown",
 ) -> RepairDataConfig:
     """Gin-configurable settings of the repair tasks.
 
     root: built datasets (`<root>/mbpp_r/{train,validation}.jsonl`, `<root>/hefix_plus/test.jsonl`); default
     `$NEXT_JAX_REPAIR_DATA` or `<repo>/out/data`. trace_cache_dir: persistent trace caches (default
-    `<root>/trace_cache`; "" for memory only). untrusted_tracer: "pool" or "in_process".
+    `<root>/trace_cache`; "" for memory only). untrusted_tracer: "pool" or "in_process". max_failing_shown:
+    list at most that many failing tests, traced ones first (0: all). layout: "markdown" or "compact".
     """
     if untrusted_tracer not in ("pool", "in_process"):
         raise ValueError(f"untrusted_tracer must be 'pool' or 'in_process', got {untrusted_tracer!r}")
@@ -70,6 +73,8 @@ def repair_data_config(
         synthetic_seed=synthetic_seed,
         synthetic_sizes=(("train", synthetic_train_size), ("validation", synthetic_validation_size)),
         instruction=instruction,
+        max_failing_shown=max_failing_shown,
+        layout=layout,
     )
 
 

@@ -34,6 +34,7 @@ from next_jax.execution.render import render
 from next_jax.execution.tracer import Trace, trace_call
 
 TRACE_FORMATS = ("inline", "scratchpad", "none")
+LAYOUTS = ("markdown", "compact")
 INSTRUCTION = (
     "The Python program below fails some of its tests. Using its execution trace, explain step by step what "
     "goes wrong, then write the fixed program."
@@ -152,7 +153,12 @@ def _render(
     dropped: Sequence[int],
     shortened: bool,
     instruction: bool = True,
+    max_failing_shown: int = 0,
+    layout: str = "markdown",
 ) -> str:
+    failing = _shown_failing(example, traced, max_failing_shown)
+    if layout == "compact":
+        return _render_compact(example, fmt, traces, calls, traced, dropped, shortened, failing)
     parts = [INSTRUCTION, ""] if instruction else []
     parts += ["### Task", example.description.strip(), ""]
     rendered = {i: render(Trace.from_json(traces[i]), example.buggy_code, fmt) for i in traced}
@@ -170,7 +176,7 @@ def _render(
         )
         parts += [f"### Trace of `{calls[i]}`", body, ""]
     parts.append("### Failing tests")
-    parts += [example.tests[i] + _outcome(traces.get(i)) for i in example.failing_tests]
+    parts += [example.tests[i] + _outcome(traces.get(i)) for i in failing]
     parts.append("")
     notes = []
     if dropped:
@@ -184,6 +190,45 @@ def _render(
     return "\n".join(parts) + "\n"
 
 
+def _shown_failing(example: RepairExample, traced: Sequence[int], limit: int) -> list[int]:
+    """The failing tests a prompt lists: traced ones first, at most `limit` (0: all)."""
+    order = [*traced, *(i for i in example.failing_tests if i not in traced)]
+    return order[:limit] if limit > 0 else order
+
+
+def _render_compact(
+    example: RepairExample,
+    fmt: str,
+    traces: dict[int, dict[str, Any]],
+    calls: dict[int, str],
+    traced: Sequence[int],
+    dropped: Sequence[int],
+    shortened: bool,
+    failing: Sequence[int],
+) -> str:
+    """One comment line per section and no fences: the markdown layout's headers cost a byte-level model
+    about 100 tokens per prompt that carry nothing it needs (the tiny default trains on every one)."""
+    rendered = {i: render(Trace.from_json(traces[i]), example.buggy_code, fmt) for i in traced}
+    parts = [f"# Task: {' '.join(example.description.split())}"]
+    if fmt == "inline" and traced:
+        first = traced[0]
+        parts += [f"# Buggy, traced on {calls[first]}:", rendered[first].rstrip()]
+        rest = traced[1:]
+    else:
+        parts += ["# Buggy:", example.buggy_code.rstrip()]
+        rest = traced
+    for i in rest:
+        body = rendered[i] if fmt == "inline" else _steps_only(rendered[i], example.buggy_code)
+        parts += [f"# Trace of {calls[i]}:", body.rstrip()]
+    parts += [f"# Fails: {example.tests[i]}{_outcome(traces.get(i))}" for i in failing]
+    if dropped:
+        parts.append("# Note: traces of " + ", ".join(calls[i] for i in dropped) + " omitted for length.")
+    if shortened:
+        parts.append("# Note: loops shortened to each line's first and last execution.")
+    parts.append("# Answer:")
+    return "\n".join(parts) + "\n"
+
+
 def build_prompt(
     example: RepairExample,
     fmt: str = "inline",
@@ -194,16 +239,22 @@ def build_prompt(
     max_traced_tests: int = 3,
     prefix: str = "",
     instruction: bool = True,
+    max_failing_shown: int = 0,
+    layout: str = "markdown",
 ) -> Prompt:
     """Render the NExT prompt for `example` (with an optional few-shot `prefix`) within `budget` tokens.
 
     The failing tests' outcomes (`# got: ...`) come from their traces, so pass a `tracer` for every format:
     with `fmt="none"` the steps are left out but the tests, expected and actual outputs stay, and the trace
     is the only difference between the arms of an ablation. `instruction=False` drops the opening
-    instruction line (compact prompts for small models that never read it).
+    instruction line (compact prompts for small models that never read it). `max_failing_shown` lists at
+    most that many failing tests, traced ones first (0: all); `layout="compact"` uses one comment line per
+    section instead of markdown headers and fences (no instruction).
     """
     if fmt not in TRACE_FORMATS:
         raise ValueError(f"unknown trace format {fmt!r}; expected one of {TRACE_FORMATS}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown prompt layout {layout!r}; expected one of {LAYOUTS}")
     calls: dict[int, str] = {}
     traces: dict[int, dict[str, Any]] = {}
     for i in example.failing_tests:
@@ -226,7 +277,8 @@ def build_prompt(
     def attempt(traced: Sequence[int], shortened: bool) -> Prompt:
         shown = {i: shorten_loops(t, fmt == "scratchpad") if shortened else t for i, t in traces.items()}
         dropped = [i for i in candidates if i not in traced]
-        text = prefix + _render(example, fmt, shown, calls, traced, dropped, shortened, instruction)
+        text = prefix + _render(example, fmt, shown, calls, traced, dropped, shortened, instruction,
+                                max_failing_shown, layout)
         n = count_tokens(text)
         return Prompt(text, n, budget is None or n <= budget, tuple(traced), tuple(dropped), shortened)
 

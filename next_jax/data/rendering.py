@@ -50,6 +50,8 @@ class RepairDataConfig:
     synthetic_seed: int
     synthetic_sizes: tuple[tuple[str, int], ...]
     instruction: bool = True
+    max_failing_shown: int = 0  # 0: every failing test
+    layout: str = "markdown"  # or "compact" (prompts.LAYOUTS)
 
 
 _lock = threading.RLock()  # trace_cache() calls shared_pool() while holding it
@@ -121,6 +123,8 @@ class PromptRenderer:
             max_traced_tests=self.config.max_traced_tests,
             prefix=prefix,
             instruction=self.config.instruction,
+            max_failing_shown=self.config.max_failing_shown,
+            layout=self.config.layout,
         )
 
     def features(self, ex: RepairExample, fmt: str, trusted: bool) -> dict[str, str]:

@@ -52,9 +52,11 @@ def training_batches(
     """`num_steps` packed batches over the prompt/target records of `paths`, repeated and reshuffled each
     epoch (deterministic for a seed). Registers SeqIO task `task_name` over the files."""
     paths = [str(p) for p in paths]
-    if count_records(paths) == 0:
+    records = count_records(paths)
+    if records == 0:
         raise ValueError(f"no training records in {paths}")
-    register_kept_task(task_name, paths, vocabulary)
+    # A buffer over every record: a uniform shuffle, so each batch mixes all files (records are small).
+    register_kept_task(task_name, paths, vocabulary, shuffle_buffer_size=records)
     lengths = lengths or feature_lengths(paths, vocabulary)
     ds = seqio.get_dataset(
         task_name,

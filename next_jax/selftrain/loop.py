@@ -168,12 +168,12 @@ class Loop:
         self._params[name] = self.runtime.copy_params()
         return {"steps": steps, "final_loss": metrics.get("loss"), "records": [str(p) for p in paths]}
 
-    def pretrain_base(self, steps: int, batch_size: int) -> None:
+    def pretrain_base(self, steps: int, batch_size: int, seed_repeats: int = 1) -> None:
         if steps <= 0:
             return
         paths = [self.run.path("data", "corpus.jsonl")]
         if self.problems.seed:
-            paths.append(self.write_demos(self.problems.seed, "seed"))
+            paths += [self.write_demos(self.problems.seed, "seed")] * max(1, seed_repeats)
         self.timed("base", lambda: self.train_stage("base", self.runtime.initial_params, paths, steps, batch_size, 1))
 
     def evaluate(self, name: str, iteration: int) -> dict:
@@ -313,7 +313,7 @@ def self_train(
         base = BaseModelSettings()
         if reference_time_limits:
             loop.measure_time_limits()
-        loop.pretrain_base(base.pretrain_steps, base.pretrain_batch_size)
+        loop.pretrain_base(base.pretrain_steps, base.pretrain_batch_size, base.seed_repeats)
         loop.evaluate("base", -1)
         if control and loop.problems.seed:
             seed_path = loop.write_demos(loop.problems.seed, "seed")

@@ -21,6 +21,9 @@ class BaseModelSettings:
     preset_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     pretrain_steps: int = 0
     pretrain_batch_size: int = 16
+    # The seed demonstrations are few beside the corpus: repeating them teaches the repair format (copy the
+    # program, change the faulty line) before the first sample, without which iteration 0 keeps nothing.
+    seed_repeats: int = 1
     dtype: str | None = None  # None: the preset's / checkpoint's
     length_buckets: tuple[int, ...] = (256, 512, 1024, 2048)
 

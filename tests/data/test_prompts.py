@@ -177,3 +177,37 @@ def test_trace_cache_memoises_and_persists(tmp_path):
     other_budget = TraceCache(tracer, {"max_events": 11}, path)
     other_budget(BUGGY, "running_max([1, 2])")
     assert len(calls) == 2  # budgets are part of the key
+
+
+def test_compact_layout_keeps_every_section_without_headers_or_fences():
+    md = build_prompt(EX, "inline", tracer=TRACER, max_traced_tests=1, instruction=False)
+    p = build_prompt(EX, "inline", tracer=TRACER, max_traced_tests=1, layout="compact")
+    inline0 = render(Trace.from_json(_trace("running_max([-3, -1, -2])")), BUGGY, "inline")
+    assert inline0.strip() in p.text
+    assert "###" not in p.text and "```" not in p.text
+    lines = p.text.splitlines()
+    assert lines[0] == f"# Task: {EX.description}" and lines[-1] == "# Answer:"
+    assert "# Buggy, traced on running_max([-3, -1, -2]):" in lines
+    # every failing test with its actual output, in the same order as the markdown layout lists them
+    fails = [ln for ln in lines if ln.startswith("# Fails: ")]
+    assert fails == [f"# Fails: {ln}" for ln in md.text.splitlines() if ln.startswith("assert ")]
+    assert p.tokens < md.tokens and p.traced_tests == md.traced_tests
+
+
+def test_compact_notrace_differs_only_by_the_trace():
+    traced = build_prompt(EX, "inline", tracer=TRACER, max_traced_tests=1, layout="compact", max_failing_shown=1)
+    none = build_prompt(EX, "none", tracer=TRACER, layout="compact", max_failing_shown=1)
+    assert BUGGY.strip() in none.text and "# (0)" not in none.text
+    fails = [ln for ln in none.text.splitlines() if ln.startswith("# Fails: ")]
+    assert fails == [ln for ln in traced.text.splitlines() if ln.startswith("# Fails: ")]
+    assert fails == ["# Fails: assert running_max([-3, -1, -2]) == [-3, -1, -1]  # got: [0, 0, 0]"]
+
+
+def test_max_failing_shown_lists_traced_tests_first():
+    p = build_prompt(EX, "inline", tracer=TRACER, max_traced_tests=3, max_failing_shown=2)
+    listed = [t for t in EX.tests if t in p.text.split("### Failing tests")[1]]
+    assert listed == [EX.tests[0], EX.tests[2]]
+    every = build_prompt(EX, "inline", tracer=TRACER)
+    assert all(EX.tests[i] in every.text for i in EX.failing_tests)
+    with pytest.raises(ValueError, match="layout"):
+        build_prompt(EX, "inline", tracer=TRACER, layout="yaml")
