@@ -48,6 +48,7 @@ def repair_data_config(
     instruction: bool = True,
     max_failing_shown: int = 0,
     layout: str = "markdown",
+    answer: str = "program",
 ) -> RepairDataConfig:
     """Gin-configurable settings of the repair tasks.
 
@@ -55,6 +56,8 @@ def repair_data_config(
     `$NEXT_JAX_REPAIR_DATA` or `<repo>/out/data`. trace_cache_dir: persistent trace caches (default
     `<root>/trace_cache`; "" for memory only). untrusted_tracer: "pool" or "in_process". max_failing_shown:
     list at most that many failing tests, traced ones first (0: all). layout: "markdown" or "compact".
+    answer: the target's fix, "program" (the whole fixed program) or "edits" (`Fix:` line edits of the buggy
+    program where the fix is one, the program otherwise; `next_jax/data/edits.py`).
     """
     if untrusted_tracer not in ("pool", "in_process"):
         raise ValueError(f"untrusted_tracer must be 'pool' or 'in_process', got {untrusted_tracer!r}")
@@ -75,6 +78,7 @@ def repair_data_config(
         instruction=instruction,
         max_failing_shown=max_failing_shown,
         layout=layout,
+        answer=answer,
     )
 
 

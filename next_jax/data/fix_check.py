@@ -25,13 +25,14 @@ def verify_predictions(
 ) -> tuple[dict[str, list[bool]], collections.Counter[str]]:
     """Per example id, whether each prediction's fix passes; and the count of each verdict/parse status.
 
-    `targets` hold {"id", "entry_point", "tests", "setup"} (see `rendering.verification_meta`).
+    `targets` hold {"id", "entry_point", "tests", "setup"} and, for edit answers, "buggy_code"
+    (see `rendering.verification_meta`).
     """
     outcomes: dict[str, list[bool]] = collections.defaultdict(list)
     statuses: collections.Counter[str] = collections.Counter()
     jobs = []
     for i, (t, p) in enumerate(zip(targets, predictions, strict=True)):
-        parsed = parse_completion(p, t["entry_point"])
+        parsed = parse_completion(p, t["entry_point"], t.get("buggy_code"))
         if parsed.ok:
             jobs.append((t["id"], candidate_for(parsed.code, f"{t['id']}#{i}", t)))
         else:

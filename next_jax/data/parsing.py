@@ -7,8 +7,13 @@ the verifier records in place of running the code:
 - `parse_empty`: nothing but whitespace.
 - `parse_no_code`: no fenced block and no definition of the entry point in the text.
 - `parse_missing_entry_point`: code was found, but no block defines the entry point.
-- `parse_truncated`: the last fence was never closed and what follows it is not a complete program (the usual
-  sign of a completion cut by the length limit).
+- `parse_truncated`: the last fence was never closed and what follows it is not a complete program, or the
+  last `Fix:` line never closes (the usual sign of a completion cut by the length limit).
+- `parse_edit_mismatch`: (edit answers) a `Fix:` line whose old text is not a line of the buggy program, or
+  that is malformed.
+
+Where the buggy program is given, a completion without a fenced program may answer with line edits
+(`edits.py`: a `Fix:` line per changed line); the edits are applied to the buggy program and the result is the fix.
 
 Recoveries that still count as `ok` (recorded in `ParsedCompletion.notes`): several fences (the last block
 that defines the entry point wins: models draft and then correct), an unclosed final fence whose content
@@ -21,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from next_jax.data import edits as edits_lib
 from next_jax.execution import astparse
 
 PARSE_OK = "ok"
@@ -28,7 +34,8 @@ PARSE_EMPTY = "parse_empty"
 PARSE_NO_CODE = "parse_no_code"
 PARSE_MISSING_ENTRY_POINT = "parse_missing_entry_point"
 PARSE_TRUNCATED = "parse_truncated"
-PARSE_STATUSES = (PARSE_EMPTY, PARSE_NO_CODE, PARSE_MISSING_ENTRY_POINT, PARSE_TRUNCATED)
+PARSE_EDIT_MISMATCH = "parse_edit_mismatch"
+PARSE_STATUSES = (PARSE_EMPTY, PARSE_NO_CODE, PARSE_MISSING_ENTRY_POINT, PARSE_TRUNCATED, PARSE_EDIT_MISMATCH)
 
 # The header line the prompt format puts between rationale and code; stripped from the rationale.
 FIX_HEADER = "Fixed program:"
@@ -108,12 +115,29 @@ def _unfenced(lines: list[str], entry_point: str | None) -> tuple[int, str] | No
     return None
 
 
-def parse_completion(text: str, entry_point: str | None = None) -> ParsedCompletion:
-    """Parse a completion into rationale and fixed program; `entry_point` is the function the fix must define."""
+def _from_edits(lines: list[str], buggy_code: str, entry_point: str | None) -> ParsedCompletion:
+    start = edits_lib.first_edit_line(lines)
+    assert start is not None
+    rationale = _rationale(lines, start)
+    status, code = edits_lib.apply_edits(buggy_code, lines[start:])
+    if status == edits_lib.EDIT_TRUNCATED:
+        return ParsedCompletion(PARSE_TRUNCATED, rationale, "", ("edits",))
+    if status != edits_lib.EDIT_OK:
+        return ParsedCompletion(PARSE_EDIT_MISMATCH, rationale, "", ("edits",))
+    if not _defines(code, entry_point):
+        return ParsedCompletion(PARSE_MISSING_ENTRY_POINT, rationale, "", ("edits",))
+    return ParsedCompletion(PARSE_OK, rationale, code, ("edits",))
+
+
+def parse_completion(text: str, entry_point: str | None = None, buggy_code: str | None = None) -> ParsedCompletion:
+    """Parse a completion into rationale and fixed program; `entry_point` is the function the fix must define.
+    With `buggy_code`, a completion without a fenced program may answer with `Fix:` line edits of it."""
     if not text.strip():
         return ParsedCompletion(PARSE_EMPTY, "", "")
     lines = text.replace("\r\n", "\n").split("\n")
     blocks = _blocks(lines)
+    if buggy_code and not blocks and edits_lib.first_edit_line(lines) is not None:
+        return _from_edits(lines, buggy_code, entry_point)
     closed = [b for b in blocks if b.closed]
     notes: list[str] = []
     if len(closed) > 1:

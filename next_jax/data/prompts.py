@@ -26,6 +26,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from next_jax.data.edits import edits_between
 from next_jax.data.example import RepairExample
 from next_jax.data.parsing import FIX_HEADER
 from next_jax.data.trace_cache import TraceFn
@@ -35,6 +36,7 @@ from next_jax.execution.tracer import Trace, trace_call
 
 TRACE_FORMATS = ("inline", "scratchpad", "none")
 LAYOUTS = ("markdown", "compact")
+ANSWERS = ("program", "edits")
 INSTRUCTION = (
     "The Python program below fails some of its tests. Using its execution trace, explain step by step what "
     "goes wrong, then write the fixed program."
@@ -294,7 +296,12 @@ def build_prompt(
     return p
 
 
-def format_target(rationale: str, code: str) -> str:
-    """The training target: rationale, then the fixed program in one fenced block."""
+def format_target(rationale: str, code: str, buggy: str | None = None) -> str:
+    """The training target: rationale, then the fixed program in one fenced block; given the `buggy` program,
+    `Fix:` line edits of it instead, where the fix is expressible as such (`edits.edits_between`)."""
+    edits = edits_between(buggy, code) if buggy is not None else None
+    if edits:
+        head = f"{rationale.strip()}\n" if rationale.strip() else ""
+        return f"{head}{edits}\n"
     head = f"{rationale.strip()}\n\n" if rationale.strip() else ""
     return f"{head}{FIX_HEADER}\n{_fenced(code)}\n"

@@ -21,6 +21,7 @@ from typing import Any
 from next_jax.data.example import RepairExample
 from next_jax.data.exemplars import few_shot_prefix
 from next_jax.data.prompts import (
+    ANSWERS,
     Prompt,
     build_prompt,
     byte_length,
@@ -28,6 +29,7 @@ from next_jax.data.prompts import (
     in_process_tracer,
     pool_tracer,
 )
+from next_jax.data.synthetic import failure_rationale
 from next_jax.data.trace_cache import TraceCache
 
 
@@ -52,6 +54,11 @@ class RepairDataConfig:
     instruction: bool = True
     max_failing_shown: int = 0  # 0: every failing test
     layout: str = "markdown"  # or "compact" (prompts.LAYOUTS)
+    answer: str = "program"  # or "edits" (prompts.ANSWERS)
+
+    def __post_init__(self) -> None:
+        if self.answer not in ANSWERS:
+            raise ValueError(f"answer must be one of {ANSWERS}, got {self.answer!r}")
 
 
 _lock = threading.RLock()  # trace_cache() calls shared_pool() while holding it
@@ -127,6 +134,17 @@ class PromptRenderer:
             layout=self.config.layout,
         )
 
+    def target(self, ex: RepairExample) -> str:
+        """The training target of `ex`: gold rationale and reference fix in the configured answer format."""
+        if self.config.answer == "edits" and ex.reference:
+            rationale = failure_rationale(ex.rationale, ex.buggy_code, ex.reference)
+            return format_target(rationale, ex.reference, buggy=ex.buggy_code)
+        return format_target(ex.rationale, ex.reference or "")
+
+    def meta(self, ex: RepairExample, prompt: Prompt | None = None) -> dict[str, Any]:
+        """What parsing and verifying a completion for `ex` needs (`verification_meta`)."""
+        return verification_meta(ex, prompt, edits=self.config.answer == "edits")
+
     def features(self, ex: RepairExample, fmt: str, trusted: bool) -> dict[str, str]:
         """The string features of one example: id, inputs (prompt), targets (gold rationale + reference fix),
         meta (JSON: entry point, verdict tests, setup, whether the prompt fits, traced tests)."""
@@ -134,14 +152,17 @@ class PromptRenderer:
         return {
             "id": ex.id,
             "inputs": prompt.text,
-            "targets": format_target(ex.rationale, ex.reference or ""),
-            "meta": json.dumps(verification_meta(ex, prompt)),
+            "targets": self.target(ex),
+            "meta": json.dumps(self.meta(ex, prompt)),
         }
 
 
-def verification_meta(ex: RepairExample, prompt: Prompt | None = None) -> dict[str, Any]:
-    """What verifying a fix of `ex` needs (and what rendering did), as stored beside a prompt."""
+def verification_meta(ex: RepairExample, prompt: Prompt | None = None, edits: bool = False) -> dict[str, Any]:
+    """What verifying a fix of `ex` needs (and what rendering did), as stored beside a prompt. With `edits`,
+    the buggy program too, which `Fix:` line edits apply to (it is the prompt's, never a test oracle)."""
     meta: dict[str, Any] = {"entry_point": ex.entry_point, "tests": list(ex.verdict_tests), "setup": ex.setup}
+    if edits:
+        meta["buggy_code"] = ex.buggy_code
     if prompt is not None:
         meta.update(prompt_fits=prompt.fits, traced_tests=list(prompt.traced_tests))
     return meta

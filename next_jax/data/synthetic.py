@@ -98,22 +98,32 @@ def _shown(kind: str, value: Any) -> str:
     return "does not finish"
 
 
-def gold_rationale(buggy: str, reference: str, call: str, expected: Any, kind: str, value: Any) -> str:
-    """A templated rationale from what the generator knows: the failing call, its expected and actual
-    outcome, and the line the mutation changed with its correct form (named by line number, as the inline
-    trace numbers nothing but steps, so the line's text is quoted too)."""
-    head = f"`{call}` {_shown(kind, value)}, not {expected!r}."
+def fix_sentence(buggy: str, reference: str) -> str:
+    """The gold rationale's second sentence: the line the mutation changed and its correct form (named by
+    line number, as the inline trace numbers nothing but steps, so the line's text is quoted too)."""
     a, b = buggy.splitlines(), reference.splitlines()
     changed = [op for op in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes() if op[0] != "equal"]
     if len(changed) == 1 and changed[0][0] == "replace" and changed[0][2] - changed[0][1] == 1:
         _, i, _, j, j_end = changed[0]
         if j_end - j == 1:
-            return f"{head} Line {i + 1} must be `{b[j].strip()}`."
+            return f"Line {i + 1} must be `{b[j].strip()}`."
     if len(changed) == 1 and changed[0][0] == "delete":
         _, i, i_end, _, _ = changed[0]
         lines = "; ".join(f"`{line.strip()}`" for line in a[i:i_end])
-        return f"{head} Line {i + 1} {lines} must go."
-    return f"{head} The program must follow the task."
+        return f"Line {i + 1} {lines} must go."
+    return "The program must follow the task."
+
+
+def gold_rationale(buggy: str, reference: str, call: str, expected: Any, kind: str, value: Any) -> str:
+    """A templated rationale from what the generator knows: the failing call, its expected and actual
+    outcome, and the fix (`fix_sentence`)."""
+    return f"`{call}` {_shown(kind, value)}, not {expected!r}. {fix_sentence(buggy, reference)}"
+
+
+def failure_rationale(rationale: str, buggy: str, reference: str) -> str:
+    """A gold rationale without its fix sentence: what an answer in line edits says before its edits
+    (the edits themselves name the line and its correct form). Other rationales come back unchanged."""
+    return rationale.removesuffix(" " + fix_sentence(buggy, reference))
 
 
 def split_of(reference: str, validation_percent: int = 10) -> str:

@@ -36,10 +36,13 @@ def kept_records(
     joined: Iterable[tuple[Sample, Mapping[str, Any]]],
     prompts: Mapping[tuple[int, str], str],
     settings: FilterSettings,
+    buggy: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Fine-tuning records of the passing samples in `joined` (any number of iterations), deterministic
     order: by example id, then iteration, then sample index. `prompts[(iteration, example_id)]` is the exact
-    prompt the sample was drawn with."""
+    prompt the sample was drawn with. `buggy[example_id]`, where given (edit answers), is the buggy program:
+    the target then writes the fix as line edits of it where it can."""
+    buggy = buggy or {}
     passing = sorted(
         (s for s, v in joined if v["status"] == "pass"), key=lambda s: (s.example_id, s.iteration, s.index)
     )
@@ -58,6 +61,6 @@ def kept_records(
             "iteration": s.iteration,
             "index": s.index,
             "prompt": prompts[(s.iteration, s.example_id)],
-            "target": format_target(s.rationale, s.code),
+            "target": format_target(s.rationale, s.code, buggy.get(s.example_id)),
         })
     return out

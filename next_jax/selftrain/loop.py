@@ -18,8 +18,7 @@ import gin
 import jax
 
 from next_jax.data.example import iter_jsonl, write_jsonl
-from next_jax.data.prompts import format_target
-from next_jax.data.rendering import PromptRenderer, verification_meta
+from next_jax.data.rendering import PromptRenderer
 from next_jax.data.time_limits import example_time_limits
 from next_jax.selftrain import problems as problems_lib
 from next_jax.selftrain.batches import count_records, training_batches
@@ -108,7 +107,7 @@ class Loop:
             for ex in examples:
                 prompt = self.renderer.prompt(ex, fmt, self.problems.trusted)
                 traced += bool(prompt.traced_tests)
-                out.append(Problem(ex.id, prompt.text, verification_meta(ex), self.time_limits.get(ex.problem_id)))
+                out.append(Problem(ex.id, prompt.text, self.renderer.meta(ex), self.time_limits.get(ex.problem_id)))
             self._rendered[(name, fmt)] = out, (traced / len(out) if out else 0.0)
         return self._rendered[(name, fmt)]
 
@@ -153,7 +152,7 @@ class Loop:
         path = self.run.path("data", f"{name}_{self.trace_format}.jsonl")
         if not path.exists():
             write_jsonl(path, ({"id": ex.id, "prompt": self.renderer.prompt(ex, self.trace_format, self.problems.trusted).text,
-                                "target": format_target(ex.rationale, ex.reference or "")} for ex in examples))
+                                "target": self.renderer.target(ex)} for ex in examples))
         return path
 
     def train_stage(self, name: str, start: dict, paths: list[Path], steps: int, batch_size: int, seed_offset: int):
@@ -257,7 +256,8 @@ class Loop:
                 joined += read_joined(self.run.iteration(j))
                 for rec in iter_jsonl(self.run.iteration(j) / "prompts.jsonl.gz"):
                     prompts[(j, rec["example_id"])] = rec["prompt"]
-            kept = kept_records(joined, prompts, self.filter_settings)
+            buggy = {p.example_id: p.meta["buggy_code"] for p in problems if "buggy_code" in p.meta}
+            kept = kept_records(joined, prompts, self.filter_settings, buggy)
             write_jsonl(directory / "kept.jsonl", kept)
             return {"kept": len(kept)}
 

@@ -64,7 +64,7 @@ def _samples_of(shard: Sequence[Problem], texts: list[list[tuple[str, float]]], 
     out = []
     for problem, rows in zip(shard, texts, strict=True):
         for index, (text, logprob) in enumerate(rows):
-            parsed = parse_completion(text, problem.meta.get("entry_point") or None)
+            parsed = parse_completion(text, problem.meta.get("entry_point") or None, problem.meta.get("buggy_code"))
             out.append(Sample(problem.example_id, iteration, index, text, parsed.status, parsed.rationale,
                               parsed.code, float(logprob)))
     return out

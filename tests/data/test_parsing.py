@@ -57,7 +57,7 @@ def test_failures_have_distinct_statuses():
         parse_completion("```python\ndef g(x):\n    return x\n```", "f").status == PARSE_MISSING_ENTRY_POINT
     )
     assert parse_completion("def g(x):\n    return x\n", "f").status == PARSE_MISSING_ENTRY_POINT
-    assert len(set(PARSE_STATUSES)) == 4 and PARSE_OK not in PARSE_STATUSES
+    assert len(set(PARSE_STATUSES)) == len(PARSE_STATUSES) == 5 and PARSE_OK not in PARSE_STATUSES
 
 
 @pytest.mark.parametrize("entry", [None, "f"])

@@ -46,3 +46,15 @@ def test_no_dedupe_and_a_cap():
 def test_order_does_not_depend_on_input_order():
     settings = FilterSettings()
     assert kept_records(joined(), PROMPTS, settings) == kept_records(joined()[::-1], PROMPTS, settings)
+
+
+def test_edit_answers_keep_their_fix_as_edits_of_the_buggy_program():
+    buggy = {"p1": "def f(x):\n    return x - 1", "p2": "def f(x):\n    return x"}
+    kept = kept_records(joined(), PROMPTS, FilterSettings(dedupe=True, max_per_problem=None), buggy)
+    by_id = {k["id"]: k["target"] for k in kept}
+    assert by_id["p1#0.0"] == "why 0\nFix: `return x - 1` -> `return x + 1`\n"
+    for k in kept:
+        parsed = parse_completion(k["target"], "f", buggy[k["example_id"]])
+        assert parsed.ok and parsed.notes == ("edits",)
+    # Without the buggy program (whole-program answers), targets hold the whole program.
+    assert "```python" in kept_records(joined(), PROMPTS, FilterSettings())[0]["target"]
