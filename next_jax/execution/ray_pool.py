@@ -70,6 +70,10 @@ class NodeVerifier:
     async def evaluate(self, code: str, calls: list[str], setup: str) -> list[dict]:
         return await asyncio.to_thread(self.pool.evaluate, code, calls, setup)
 
+    def close(self) -> None:
+        """Close the pool cleanly (its cgroups and uid block released) before the actor is killed."""
+        self.pool.close()
+
 
 @dataclasses.dataclass(eq=False)
 class _Job:
@@ -134,13 +138,15 @@ class RayVerificationPool:
     one with ``workers`` CPUs (or uses the one this process is already connected to). ``cores_per_actor``: None
     places one actor per node with as many pool workers as the node has CPUs; N places ``cpus // N`` actors of N
     workers. ``num_actors`` caps the number of actors. ``max_in_flight_per_actor`` defaults to twice an actor's
-    workers. ``pool_kwargs`` go to each actor's ``VerificationPool`` (``memory_bytes``, ``namespaces``, ...).
+    workers. Actors are placed by node, outside Ray's CPU accounting, so two pools of one process (the loop's and
+    the trace cache's) share nodes as two local pools share a host; ``reserve_cpus`` makes each actor hold its
+    workers' CPUs instead, so other Ray work is not scheduled onto them (a pool then needs them free). ``pool_kwargs`` go to each actor's ``VerificationPool`` (``memory_bytes``, ``namespaces``, ...).
     """
 
     def __init__(self, workers: int = 2, timeout: float = 10.0, *, ray_address: str | None = None,
                  cores_per_actor: int | None = None, num_actors: int | None = None,
-                 max_in_flight_per_actor: int | None = None, max_attempts: int = 3, start_timeout: float = 300.0,
-                 judge_secret: bytes | None = None, **pool_kwargs: Any) -> None:
+                 max_in_flight_per_actor: int | None = None, reserve_cpus: bool = False, max_attempts: int = 3,
+                 start_timeout: float = 300.0, judge_secret: bytes | None = None, **pool_kwargs: Any) -> None:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -148,14 +154,14 @@ class RayVerificationPool:
         self.timeout = float(timeout)
         self.max_attempts = max_attempts
         self._init_args = (judge_secret if judge_secret is not None else _host_secret(), pool_kwargs)
-        self._max_in_flight_per_actor = max_in_flight_per_actor
+        self._max_in_flight_per_actor, self._reserve_cpus = max_in_flight_per_actor, reserve_cpus
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
             # No usage telemetry from a verification pool; an explicit setting in the environment wins.
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             local = {} if ray_address else {"num_cpus": workers}
             ray.init(address=ray_address, include_dashboard=False, configure_logging=False, **local)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered when a verdict's done-callback asks the pool something
         self._actors: list[_Actor] = []
         self._pending: collections.deque[_Job] = collections.deque()
         self._in_flight: dict[Any, tuple[_Job, _Actor, _RemoteRun]] = {}
@@ -251,7 +257,8 @@ class RayVerificationPool:
     # -- actors ---------------------------------------------------------------------------------------------
     def _start_actor(self, node: str, workers: int, soft: bool) -> _Actor:
         cls = _actor_class()
-        handle = cls.options(num_cpus=workers, scheduling_strategy=self._strategy(node, soft=soft)).remote(
+        handle = cls.options(num_cpus=workers if self._reserve_cpus else 0,
+                             scheduling_strategy=self._strategy(node, soft=soft)).remote(
             workers, self.timeout, *self._init_args)
         actor = _Actor(handle, node, workers, self._max_in_flight_per_actor or 2 * workers)
         self._actors.append(actor)
@@ -308,22 +315,28 @@ class RayVerificationPool:
         while True:
             kind, item = self._events.get()
             with self._lock:
-                if kind == "job":
-                    self._pending.append(item)
-                elif kind == "done":
-                    self._finish(*item)
-                elif kind == "ready":
-                    actor, result = item
-                    if isinstance(result, Exception):
-                        self._lost(actor, result)
-                    else:
-                        actor.info, actor.ready = result, True
-                    actor.ready_ref = None
-                elif kind == "stop":
+                try:
+                    self._handle(kind, item)
+                except Exception:  # a bug here must not leave every caller waiting: log it, go on
+                    log.exception("Ray verification dispatcher failed on a %r event", kind)
+                if kind == "stop":
                     stopping = True
-                self._dispatch()
                 if stopping and not self._pending and not self._in_flight:
                     return
+
+    def _handle(self, kind: str, item: Any) -> None:
+        if kind == "job":
+            self._pending.append(item)
+        elif kind == "done":
+            self._finish(*item)
+        elif kind == "ready":
+            actor, result = item
+            if isinstance(result, Exception):
+                self._lost(actor, result)
+            else:
+                actor.info, actor.ready = result, True
+            actor.ready_ref = None
+        self._dispatch()
 
     def _dispatch(self) -> None:
         while self._pending:
@@ -337,7 +350,11 @@ class RayVerificationPool:
                 break
             actor = min(room, key=lambda a: a.in_flight / a.limit)
             self._pending.popleft()
-            ref = actor.handle.verify.remote(job.candidate, job.details, job.all_tests)
+            try:
+                ref = actor.handle.verify.remote(job.candidate, job.details, job.all_tests)
+            except Exception as e:  # Ray itself is gone (shut down under us): the caller hears of it
+                job.future.set_exception(e)
+                continue
             run = _RemoteRun(ref)
             actor.in_flight += 1
             self._in_flight[ref] = (job, actor, run)
@@ -386,6 +403,11 @@ class RayVerificationPool:
     def _shutdown_ray(self) -> None:
         import ray
 
+        live = [a for a in self._actors if a.alive and a.ready]
+        try:  # the actors' pools close cleanly first; a dead or stuck one is killed below all the same
+            ray.get([a.handle.close.remote() for a in live], timeout=30)
+        except Exception:
+            pass
         for actor in self._actors:
             if actor.alive:
                 try:

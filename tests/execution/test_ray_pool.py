@@ -1,8 +1,8 @@
 """The Ray backend: verdicts equal the local pool's, attacks stay contained, a dying actor loses no candidate.
 
 One local Ray cluster of 2 CPUs for the module (started and shut down here); the shared pool has two actors of
-one worker each. Tests that build a pool of their own come first in the file and close it, so its actors' CPUs are
-free again before the shared pool reserves both.
+one worker each. Actors are placed by node without holding Ray CPUs (the default), so pools of other tests fit
+beside it; one test checks a pool that holds them.
 """
 
 from __future__ import annotations
@@ -209,6 +209,17 @@ def test_killing_an_actor_mid_batch_loses_no_candidate(ray_pool):
     assert len(ray_pool.actors) == 2
     assert victim["pid"] not in {a["pid"] for a in ray_pool.actors}
     assert [v.status for v in ray_pool.verify([HONEST] * 4)] == ["pass"] * 4
+
+
+def test_reserve_cpus_holds_the_actors_cpus(cluster):
+    with RayVerificationPool(timeout=TIMEOUT, cores_per_actor=1, reserve_cpus=True) as pool:
+        assert len(pool.actors) == 2
+        assert ray.available_resources().get("CPU", 0) == 0
+        assert [v.status for v in pool.verify([HONEST] * 2)] == ["pass", "pass"]
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ray.available_resources().get("CPU", 0) == 2
 
 
 def test_local_backend_is_the_default():
