@@ -4,9 +4,14 @@ A random Llama-shaped model (the `small` preset's shape by default) is created i
 and loaded into next_jax, so both sides decode the same float32 network. 8 prompts x 8 samples,
 256-token prompts, 128 new tokens, temperature / top-k / top-p sampling, EOS disabled so that every row
 produces exactly 128 tokens on both sides. Prints tokens/s of each (best of `--repeats`, the two sides
-timed in turns) and the ratio (target: >= 3x).
+timed in turns) and the ratio (target: >= 3x, set for CPU).
 
-    .venv/bin/python benchmarks/sampling_vs_hf.py [--preset small] [--repeats 2]
+    .venv/bin/python benchmarks/sampling_vs_hf.py [--preset small] [--repeats 2] [--device cpu|gpu]
+        [--dtype float32|bfloat16]
+
+`--device gpu` puts both sides on the first GPU (JAX's CUDA backend, `torch.device("cuda")`; the transformers
+side is synchronised before its clock stops). `--dtype bfloat16` runs both networks with bf16 weights and
+activations (ours `load_pretrained(dtype=bfloat16)`, theirs `.to(torch.bfloat16)`); float32 by default.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ if "ynn_fusion_type" not in os.environ.get("XLA_FLAGS", ""):
     ).strip()
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import torch
 import transformers
@@ -64,14 +70,21 @@ def main() -> None:
     parser.add_argument("--prompt_len", type=int, default=256)
     parser.add_argument("--new_tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     args = parser.parse_args()
 
+    gpu = args.device == "gpu"
+    if gpu:  # before jax starts a backend: never fall back to the CPU silently
+        jax.config.update("jax_platforms", "cuda")
+    device = torch.device("cuda" if gpu else "cpu")
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)  # XLA's CPU client also uses one thread per core
     hf_model = hf_model_for(args.preset)
     with tempfile.TemporaryDirectory() as tmp:
-        hf_model.save_pretrained(tmp)
-        model, _ = load_pretrained(tmp, with_vocab=False)
+        hf_model.save_pretrained(tmp)  # float32 on disk: both sides cast the same weights
+        model, _ = load_pretrained(tmp, dtype=jnp.dtype(args.dtype), with_vocab=False)
+    hf_model.to(device=device, dtype=getattr(torch, args.dtype))
     vocab = model.config.vocab_size
     rng = np.random.default_rng(0)
     prompts = rng.integers(3, vocab, (args.prompts, args.prompt_len))
@@ -86,7 +99,7 @@ def main() -> None:
         )
         assert out.lengths.min() == args.new_tokens
 
-    input_ids = torch.tensor(prompts, dtype=torch.long)
+    input_ids = torch.tensor(prompts, dtype=torch.long, device=device)
 
     def theirs():
         with torch.no_grad():
@@ -101,19 +114,23 @@ def main() -> None:
                 pad_token_id=0,
                 **knobs,
             )
+        if gpu:
+            torch.cuda.synchronize()
         assert out.shape == (args.prompts * args.samples, args.prompt_len + args.new_tokens)
 
     start = time.perf_counter()
     ours()  # compile
     compile_s = time.perf_counter() - start
+    if gpu:
+        theirs()  # CUDA's first call (kernel loading, allocator) untimed, as our compile is
     load_before = os.getloadavg()[0]
     theirs_s, ours_s = time_interleaved([theirs, ours], args.repeats)
     load_after = os.getloadavg()[0]
     ratio = theirs_s / ours_s
     params = sum(p.numel() for p in hf_model.parameters())
     print(
-        f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, {threads} threads; "
-        f"XLA_FLAGS='{os.environ['XLA_FLAGS']}'; model: {args.preset} ({params / 1e6:.1f}M params, float32); "
+        f"device: {jax.devices()[0].device_kind} x{jax.device_count()} (torch: {device}), {threads} threads; "
+        f"XLA_FLAGS='{os.environ['XLA_FLAGS']}'; model: {args.preset} ({params / 1e6:.1f}M params, {args.dtype}); "
         f"1-min load average {load_before:.1f} before, {load_after:.1f} after the timed runs"
     )
     print(
