@@ -17,7 +17,6 @@ on its own host as the local pool does.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import concurrent.futures
 import dataclasses
@@ -31,48 +30,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from next_jax.execution import verdict as v
-from next_jax.execution.pool import VerificationPool, _cancelled, _host_secret
+from next_jax.execution.pool import _cancelled, _host_secret
+from next_jax.execution.ray_actor import actor_class, plan_actors
 from next_jax.execution.stream import Cancellation, VerdictStream
 from next_jax.execution.verdict import Candidate, Verdict
 
 log = logging.getLogger(__name__)
-
-
-class NodeVerifier:
-    """The actor body: a local sandboxed pool on the actor's node. Async methods, so one actor verifies up to its
-    pool's ``workers`` candidates at once, and a cancelled Ray task kills its candidate's processes."""
-
-    def __init__(self, workers: int, timeout: float, judge_secret: bytes, pool_kwargs: dict) -> None:
-        logging.basicConfig(level=logging.INFO)  # the pool logs the isolation in force on this node
-        self.pool = VerificationPool(workers=workers, timeout=timeout, judge_secret=judge_secret, **pool_kwargs)
-        self.workers = workers
-
-    def ready(self) -> dict:
-        """Where this actor runs and what its pool enforces (``uid_base``: its first sandbox uid)."""
-        import ray
-
-        slot = self.pool._slots[0]
-        return {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "workers": self.workers,
-                "isolation": self.pool.isolation, "uid_base": slot.candidate_cfg.uid}
-
-    async def verify(self, candidate: Candidate, details: bool, all_tests: bool) -> Verdict:
-        cancellation = Cancellation()
-        future = self.pool.submit(candidate, details, all_tests, cancellation)
-        try:
-            return await asyncio.wrap_future(future)
-        except asyncio.CancelledError:  # ray.cancel: kill the candidate's processes now
-            cancellation.cancel()
-            raise
-
-    async def trace(self, code: str, call: str, budgets: dict) -> Any:
-        return await asyncio.to_thread(self.pool.trace, code, call, **budgets)
-
-    async def evaluate(self, code: str, calls: list[str], setup: str) -> list[dict]:
-        return await asyncio.to_thread(self.pool.evaluate, code, calls, setup)
-
-    def close(self) -> None:
-        """Close the pool cleanly (its cgroups and uid block released) before the actor is killed."""
-        self.pool.close()
 
 
 @dataclasses.dataclass(eq=False)
@@ -111,24 +74,6 @@ class _RemoteRun:
             ray.cancel(self.ref)
         except Exception:  # already finished, or its actor is gone: nothing left to kill
             pass
-
-
-def plan_actors(nodes: Sequence[dict], cores_per_actor: int | None = None,
-                num_actors: int | None = None) -> list[tuple[str, int]]:
-    """``(node id, workers)`` per actor: one per alive node with all its CPUs, or ``cpus // cores_per_actor`` of
-    ``cores_per_actor`` workers each; ``num_actors`` keeps that many, taken across nodes in turn (so two actors
-    on a two-node cluster land on both nodes)."""
-    per_node = []
-    for node in sorted(nodes, key=lambda n: n["NodeID"]):
-        cpus = int(node.get("Resources", {}).get("CPU", 0))
-        if not node.get("Alive") or cpus < 1:
-            continue
-        if cores_per_actor:
-            per_node.append([(node["NodeID"], min(cores_per_actor, cpus))] * max(1, cpus // cores_per_actor))
-        else:
-            per_node.append([(node["NodeID"], cpus)])
-    order = [a for group in itertools.zip_longest(*per_node) for a in group if a is not None]
-    return order[:num_actors] if num_actors else order
 
 
 class RayVerificationPool:
@@ -256,7 +201,7 @@ class RayVerificationPool:
 
     # -- actors ---------------------------------------------------------------------------------------------
     def _start_actor(self, node: str, workers: int, soft: bool) -> _Actor:
-        cls = _actor_class()
+        cls = actor_class()
         handle = cls.options(num_cpus=workers if self._reserve_cpus else 0,
                              scheduling_strategy=self._strategy(node, soft=soft)).remote(
             workers, self.timeout, *self._init_args)
@@ -422,10 +367,3 @@ class RayVerificationPool:
 def _notify(events: queue.SimpleQueue, ref: Any, result: Any) -> None:
     """Ray's completion callback (on Ray's thread): only hands the result to the dispatcher."""
     events.put(("done", (ref, result)))
-
-
-@functools.cache
-def _actor_class() -> Any:
-    import ray
-
-    return ray.remote(NodeVerifier)
