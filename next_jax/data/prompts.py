@@ -296,6 +296,17 @@ def build_prompt(
     return p
 
 
+def program_pair(description: str, code: str, layout: str = "markdown") -> dict[str, str]:
+    """A pretraining pair in a repair prompt's own layout: the task as the prompt, and as the target the
+    program in the form a repair target ends with (`Fixed program:` and the fenced code), so that what a
+    base model learns from programs carries over to the answers of repair prompts."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown prompt layout {layout!r}; expected one of {LAYOUTS}")
+    task = " ".join(description.split())
+    prompt = f"# Task: {task}\n# Answer:\n" if layout == "compact" else f"### Task\n{task}\n\n### Answer\n"
+    return {"prompt": prompt, "target": f"{FIX_HEADER}\n{_fenced(code)}\n"}
+
+
 def format_target(rationale: str, code: str, buggy: str | None = None) -> str:
     """The training target: rationale, then the fixed program in one fenced block; given the `buggy` program,
     `Fix:` line edits of it instead, where the fix is expressible as such (`edits.edits_between`)."""

@@ -31,6 +31,7 @@ from next_jax.data.prompts import (
 )
 from next_jax.data.synthetic import failure_rationale
 from next_jax.data.trace_cache import TraceCache
+from next_jax.execution.backend import make_pool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,13 +68,11 @@ _pools: dict[tuple, Any] = {}
 
 
 def shared_pool(workers: int, timeout: float) -> Any:
-    """One verification pool per (workers, timeout) for this process, closed at exit."""
-    from next_jax.execution.pool import VerificationPool
-
+    """One verification pool per (workers, timeout) for this process (gin's `pool_backend`), closed at exit."""
     with _lock:
         key = (workers, timeout)
         if key not in _pools:
-            pool = VerificationPool(workers=workers, timeout=timeout)
+            pool = make_pool(workers=workers, timeout=timeout)
             _pools[key] = pool
             atexit.register(pool.close)
         return _pools[key]

@@ -20,6 +20,7 @@ import jax
 from next_jax.data.example import iter_jsonl, write_jsonl
 from next_jax.data.rendering import PromptRenderer
 from next_jax.data.time_limits import example_time_limits
+from next_jax.execution.backend import make_pool
 from next_jax.selftrain import problems as problems_lib
 from next_jax.selftrain.batches import count_records, training_batches
 from next_jax.selftrain.evaluation import EvalSettings, evaluate_arm
@@ -303,10 +304,9 @@ def self_train(
     problem's fixes get `max(floor, factor x its reference's time)` (gin `time_limits.policy`) instead of
     `pool_timeout`.
     """
-    from next_jax.execution.pool import VerificationPool
-
     run = RunDir(run_dir)
-    factory = pool_factory or (lambda: VerificationPool(workers=pool_workers, timeout=pool_timeout))
+    # The gin-selected backend (`pool_backend`: local by default, or Ray), same interface either way.
+    factory = pool_factory or (lambda: make_pool(workers=pool_workers, timeout=pool_timeout))
     loop = Loop(run, seed=seed, trace_format=trace_format, problems_factory=problems, pool_factory=factory,
                 show_progress=show_progress)
     try:

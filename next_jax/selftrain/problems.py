@@ -15,6 +15,7 @@ from pathlib import Path
 import gin
 
 from next_jax.data.example import RepairExample, iter_jsonl, read_examples, write_examples, write_jsonl
+from next_jax.data.prompts import program_pair
 from next_jax.data.synthetic import iter_programs, selftrain_splits, three_way_split
 
 
@@ -30,12 +31,6 @@ class ProblemSet:
     trusted: bool = False
 
 
-def program_pair(description: str, code: str) -> dict[str, str]:
-    """A pretraining pair: the task in the prompt's own `### Task` form, the program as the answer."""
-    return {"prompt": f"### Task\n{description.strip()}\n\n### Answer\n",
-            "target": f"```python\n{code.rstrip()}\n```\n"}
-
-
 @gin.configurable(module="next_jax.selftrain")
 def synthetic_problems(
     seed: int = 0,
@@ -45,15 +40,21 @@ def synthetic_problems(
     num_programs: int = 4000,
     dev_percent: int = 20,
     seed_percent: int = 20,
+    corpus_layout: str | None = None,
 ) -> ProblemSet:
     """The embedded default: seed demos (with gold rationales), training pool and dev from the generator,
-    and `num_programs` description + program pairs (none of a dev reference) to pretrain the base on."""
+    and `num_programs` description + program pairs (none of a dev reference) to pretrain the base on, in
+    `corpus_layout` (default: the repair prompts' own, `repair_data_config.layout`)."""
+    if corpus_layout is None:
+        from tasks.sources import repair_data_config
+
+        corpus_layout = repair_data_config().layout
     splits = selftrain_splits(
         seed, {"seed": num_seed, "pool": num_pool, "dev": num_dev},
         dev_percent=dev_percent, seed_percent=seed_percent,
     )
     programs = iter_programs(seed, exclude=lambda code: three_way_split(code, dev_percent, seed_percent) == "dev")
-    corpus = tuple(program_pair(*next(programs)) for _ in range(num_programs))
+    corpus = tuple(program_pair(*next(programs), layout=corpus_layout) for _ in range(num_programs))
     return ProblemSet(
         pool=tuple(splits["pool"]), dev=tuple(splits["dev"]), seed=tuple(splits["seed"]),
         corpus=corpus, trusted=True,

@@ -12,6 +12,7 @@ from next_jax.data.prompts import (
     call_of_test,
     format_target,
     in_process_tracer,
+    program_pair,
     shorten_loops,
 )
 from next_jax.data.trace_cache import TraceCache
@@ -211,3 +212,18 @@ def test_max_failing_shown_lists_traced_tests_first():
     assert all(EX.tests[i] in every.text for i in EX.failing_tests)
     with pytest.raises(ValueError, match="layout"):
         build_prompt(EX, "inline", tracer=TRACER, layout="yaml")
+
+
+@pytest.mark.parametrize("layout", ["compact", "markdown"])
+def test_program_pairs_share_the_repair_prompts_layout_and_answer_form(layout):
+    """Pretraining pairs open like a repair prompt of the same layout and end it the same way, and their
+    target is exactly the tail of a repair target (header and fenced program), which parses back."""
+    pair = program_pair(EX.description, FIXED, layout=layout)
+    repair = build_prompt(EX, "inline", tracer=TRACER, max_traced_tests=1, layout=layout, instruction=False)
+    assert pair["prompt"].splitlines()[0] == repair.text.splitlines()[0]
+    assert pair["prompt"].endswith(repair.text.splitlines()[-1] + "\n")
+    assert format_target("Some rationale.", FIXED).endswith(pair["target"])
+    parsed = parse_completion(pair["target"], EX.entry_point)
+    assert parsed.status == "ok" and parsed.code.strip() == FIXED.strip()
+    with pytest.raises(ValueError):
+        program_pair(EX.description, FIXED, layout="html")
