@@ -36,7 +36,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log in full, sh
 
 if [ "$DEVICE" = gpu ]; then
   JAX_PLATFORM=cuda
-  SAMPLING_SIZE=()                                      # the benchmark's defaults: small preset, 8x8 rows
+  SAMPLING_SIZE=()                                      # the benchmark's defaults: small preset, 8x8 and 64x1 rows
   TRAIN_SIZE=(--steps 5)
 else
   JAX_PLATFORM=cpu
@@ -57,17 +57,17 @@ fi
 
 RUN_DIR="$LOG/smoke_run"
 rm -rf "$RUN_DIR"
-step smoke_self_train 150 env JAX_PLATFORMS=$JAX_PLATFORM "$PY" launch/self_train.py \
+step smoke_self_train 120 env JAX_PLATFORMS=$JAX_PLATFORM "$PY" launch/self_train.py \
   --gin_file=gin/experiments/tiny_cpu_smoke.gin --run_dir="$RUN_DIR"
 if [ -z "${DRY_RUN:-}" ] && [ ! -f "$RUN_DIR/summary.json" ]; then
   echo "smoke run wrote no summary.json"
   status=1
 fi
 
-step sampling_f32 60 "$PY" benchmarks/sampling_vs_hf.py --device "$DEVICE" --dtype float32 "${SAMPLING_SIZE[@]}"
-step sampling_bf16 60 "$PY" benchmarks/sampling_vs_hf.py --device "$DEVICE" --dtype bfloat16 "${SAMPLING_SIZE[@]}"
-step train_step_f32 100 "$PY" benchmarks/train_step_vs_hf.py --device "$DEVICE" "${TRAIN_SIZE[@]}"
-step train_step_bf16 100 "$PY" benchmarks/train_step_vs_hf.py --device "$DEVICE" --bf16 "${TRAIN_SIZE[@]}"
+step sampling_f32 75 "$PY" benchmarks/sampling_vs_hf.py --device "$DEVICE" --dtype float32 "${SAMPLING_SIZE[@]}"
+step sampling_bf16 75 "$PY" benchmarks/sampling_vs_hf.py --device "$DEVICE" --dtype bfloat16 "${SAMPLING_SIZE[@]}"
+step train_step_f32 70 "$PY" benchmarks/train_step_vs_hf.py --device "$DEVICE" "${TRAIN_SIZE[@]}"
+step train_step_bf16 70 "$PY" benchmarks/train_step_vs_hf.py --device "$DEVICE" --bf16 "${TRAIN_SIZE[@]}"
 
 if [ -n "${DRY_RUN:-}" ]; then
   echo "=== dry run: nothing was run"

@@ -1,13 +1,21 @@
 """Sampling throughput: next_jax `Sampler` vs transformers `generate` (PyTorch CPU), same run, same weights.
 
 A random Llama-shaped model (the `small` preset's shape by default) is created in transformers, saved,
-and loaded into next_jax, so both sides decode the same float32 network. 8 prompts x 8 samples,
-256-token prompts, 128 new tokens, temperature / top-k / top-p sampling, EOS disabled so that every row
-produces exactly 128 tokens on both sides. Prints tokens/s of each (best of `--repeats`, the two sides
-timed in turns) and the ratio (target: >= 3x, set for CPU).
+and loaded into next_jax, so both sides decode the same float32 network. Two rows, 256-token prompts,
+128 new tokens, temperature / top-k / top-p sampling, EOS disabled so that every row produces exactly 128
+tokens on both sides:
+
+- `shared`: 8 prompts x 8 samples, the loop's case: our sampler prefills each prompt once and decodes its 8
+  samples from that cache, transformers expands each prompt 8 times (24,576 tokens processed against 10,240);
+- `distinct`: 64 distinct prompts x 1 sample, the same number of rows and lengths: raw prefill + decoding
+  speed, nothing shared.
+
+Prints tokens/s of each side per row (best of `--repeats`, the two sides timed in turns) and the ratios
+(targets: shared >= 3x; distinct >= 1.5x on CPU, >= 3x on a GPU).
 
     .venv/bin/python benchmarks/sampling_vs_hf.py [--preset small] [--repeats 2] [--device cpu|gpu]
-        [--dtype float32|bfloat16]
+        [--dtype float32|bfloat16] [--rows shared,distinct] [--prompts 8 --samples 8]  (--prompts/--samples
+        resize the shared row; the distinct row has prompts x samples distinct prompts)
 
 `--device gpu` puts both sides on the first GPU (JAX's CUDA backend, `torch.device("cuda")`; the transformers
 side is synchronised before its clock stops). `--dtype bfloat16` runs both networks with bf16 weights and
@@ -40,7 +48,7 @@ from next_jax.models import get_preset
 from next_jax.models.hf import load_pretrained
 from next_jax.models.hf_config import to_hf_config
 
-TARGET = 3.0
+TARGETS = {("shared", "cpu"): 3.0, ("shared", "gpu"): 3.0, ("distinct", "cpu"): 1.5, ("distinct", "gpu"): 3.0}
 
 
 def hf_model_for(preset: str) -> transformers.PreTrainedModel:
@@ -72,6 +80,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--rows", default="shared,distinct", help="comma-separated: shared, distinct")
     args = parser.parse_args()
 
     gpu = args.device == "gpu"
@@ -86,17 +95,32 @@ def main() -> None:
         model, _ = load_pretrained(tmp, dtype=jnp.dtype(args.dtype), with_vocab=False)
     hf_model.to(device=device, dtype=getattr(torch, args.dtype))
     vocab = model.config.vocab_size
-    rng = np.random.default_rng(0)
-    prompts = rng.integers(3, vocab, (args.prompts, args.prompt_len))
-    knobs = dict(temperature=1.0, top_k=50, top_p=0.95)
-    new_tokens = args.prompts * args.samples * args.new_tokens
-
     sampler = Sampler(model, eos_id=-1)  # -1: never produced, so every row runs to the length limit
+    params = sum(p.numel() for p in hf_model.parameters())
+    print(
+        f"device: {jax.devices()[0].device_kind} x{jax.device_count()} (torch: {device}), {threads} threads; "
+        f"XLA_FLAGS='{os.environ['XLA_FLAGS']}'; model: {args.preset} ({params / 1e6:.1f}M params, {args.dtype})"
+    )
+    for row in args.rows.split(","):
+        if row == "shared":
+            num_prompts, samples = args.prompts, args.samples
+        elif row == "distinct":
+            num_prompts, samples = args.prompts * args.samples, 1
+        else:
+            raise SystemExit(f"unknown row {row!r}: shared or distinct")
+        _run_row(row, sampler, hf_model, device, gpu, vocab, num_prompts, samples, args)
+
+
+def _run_row(row: str, sampler: Sampler, hf_model, device, gpu: bool, vocab: int, num_prompts: int,
+             samples: int, args: argparse.Namespace) -> None:
+    """Time one workload on both sides and print its lines."""
+    rng = np.random.default_rng(0)
+    prompts = rng.integers(3, vocab, (num_prompts, args.prompt_len))
+    knobs = dict(temperature=1.0, top_k=50, top_p=0.95)
+    new_tokens = num_prompts * samples * args.new_tokens
 
     def ours():
-        out = sampler.sample(
-            list(prompts), num_samples=args.samples, max_new_tokens=args.new_tokens, seed=0, **knobs
-        )
+        out = sampler.sample(list(prompts), num_samples=samples, max_new_tokens=args.new_tokens, seed=0, **knobs)
         assert out.lengths.min() == args.new_tokens
 
     input_ids = torch.tensor(prompts, dtype=torch.long, device=device)
@@ -107,7 +131,7 @@ def main() -> None:
                 input_ids=input_ids,
                 attention_mask=torch.ones_like(input_ids),
                 do_sample=True,
-                num_return_sequences=args.samples,
+                num_return_sequences=samples,
                 max_new_tokens=args.new_tokens,
                 min_new_tokens=args.new_tokens,
                 eos_token_id=None,
@@ -116,7 +140,7 @@ def main() -> None:
             )
         if gpu:
             torch.cuda.synchronize()
-        assert out.shape == (args.prompts * args.samples, args.prompt_len + args.new_tokens)
+        assert out.shape == (num_prompts * samples, args.prompt_len + args.new_tokens)
 
     start = time.perf_counter()
     ours()  # compile
@@ -127,23 +151,19 @@ def main() -> None:
     theirs_s, ours_s = time_interleaved([theirs, ours], args.repeats)
     load_after = os.getloadavg()[0]
     ratio = theirs_s / ours_s
-    params = sum(p.numel() for p in hf_model.parameters())
+    target = TARGETS[(row, args.device)]
     print(
-        f"device: {jax.devices()[0].device_kind} x{jax.device_count()} (torch: {device}), {threads} threads; "
-        f"XLA_FLAGS='{os.environ['XLA_FLAGS']}'; model: {args.preset} ({params / 1e6:.1f}M params, {args.dtype}); "
+        f"[{row}] workload: {num_prompts} prompts x {samples} samples, {args.prompt_len}-token prompts, "
+        f"{args.new_tokens} new tokens, T={knobs['temperature']} top_k={knobs['top_k']} top_p={knobs['top_p']}; "
         f"1-min load average {load_before:.1f} before, {load_after:.1f} after the timed runs"
     )
     print(
-        f"workload: {args.prompts} prompts x {args.samples} samples, {args.prompt_len}-token prompts, "
-        f"{args.new_tokens} new tokens, T={knobs['temperature']} top_k={knobs['top_k']} top_p={knobs['top_p']}"
+        f"[{row}] next_jax Sampler:      {ours_s:7.2f} s  {new_tokens / ours_s:8.1f} tokens/s  "
+        f"(first call incl. compile {compile_s:.1f} s)"
     )
-    print(
-        f"next_jax Sampler:        {ours_s:7.2f} s  {new_tokens / ours_s:8.1f} tokens/s  (first call incl. compile {compile_s:.1f} s)"
-    )
-    print(f"transformers generate:   {theirs_s:7.2f} s  {new_tokens / theirs_s:8.1f} tokens/s")
-    print(
-        f"ratio (ours / transformers tokens/s): {ratio:.2f}x  target >= {TARGET}x: {'PASS' if ratio >= TARGET else 'FAIL'}"
-    )
+    print(f"[{row}] transformers generate: {theirs_s:7.2f} s  {new_tokens / theirs_s:8.1f} tokens/s")
+    print(f"[{row}] ratio (ours / transformers tokens/s): {ratio:.2f}x  target >= {target}x: "
+          f"{'PASS' if ratio >= target else 'FAIL'}")
 
 
 if __name__ == "__main__":

@@ -307,6 +307,34 @@ def program_pair(description: str, code: str, layout: str = "markdown") -> dict[
     return {"prompt": prompt, "target": f"{FIX_HEADER}\n{_fenced(code)}\n"}
 
 
+def reading_pair(description: str, code: str, call: str, fmt: str, *, tracer: TraceFn | None = None,
+                 layout: str = "markdown", budget: int | None = None) -> dict[str, str]:
+    """A pretraining pair that teaches reading a program as repair prompts show it: the task and a correct
+    program, traced on `call` in trace format `fmt` (as a repair prompt shows its buggy program), and as the
+    target the program itself in a repair target's closing form (`program_pair`). A base model learns from
+    these to carry a program from its prompt into its answer, across a trace's annotations; which line a
+    bug sits in and how to fix it, it learns from repair demonstrations alone. Over `budget` bytes the trace's
+    loops are shortened (as `build_prompt` does)."""
+    if fmt not in TRACE_FORMATS:
+        raise ValueError(f"unknown trace format {fmt!r}; expected one of {TRACE_FORMATS}")
+    pair = program_pair(description, code, layout=layout)
+    task = " ".join(description.split())
+
+    def text(shown: str, title: str) -> str:
+        if layout == "compact":
+            return f"# Task: {task}\n# {title}:\n{shown.rstrip()}\n# Answer:\n"
+        return f"### Task\n{task}\n\n### {title}\n{_fenced(shown)}\n\n### Answer\n"
+
+    if fmt == "none" or tracer is None:
+        return {"prompt": text(code, "Program"), "target": pair["target"]}
+    trace = tracer(code, call)
+    title = f"Program, traced on {call}"
+    prompt = text(render(Trace.from_json(trace), code, fmt), title)
+    if budget is not None and len(prompt.encode()) > budget:
+        prompt = text(render(Trace.from_json(shorten_loops(trace, fmt == "scratchpad")), code, fmt), title)
+    return {"prompt": prompt, "target": pair["target"]}
+
+
 def format_target(rationale: str, code: str, buggy: str | None = None) -> str:
     """The training target: rationale, then the fixed program in one fenced block; given the `buggy` program,
     `Fix:` line edits of it instead, where the fix is expressible as such (`edits.edits_between`)."""

@@ -274,9 +274,19 @@ def iter_programs(
 ) -> Iterator[tuple[str, str]]:
     """Endless (description, reference code) pairs of template programs for seed `seed`, skipping those for
     which `exclude(code)` holds (e.g. the programs of a held-out split)."""
+    for description, code, _ in iter_programs_with_calls(seed, exclude):
+        yield description, code
+
+
+def iter_programs_with_calls(
+    seed: int, exclude: Callable[[str], bool] = lambda code: False
+) -> Iterator[tuple[str, str, str]]:
+    """`iter_programs` with a call of each program on arguments drawn from its template (e.g. to trace it);
+    the same programs in the same order for a seed."""
     rng = random.Random(f"programs:{seed}")
+    call_rng = random.Random(f"program-calls:{seed}")  # its own stream: the programs stay those of iter_programs
     names = sorted(TEMPLATES)
     while True:
         program = TEMPLATES[rng.choice(names)](rng)
         if not exclude(program.code):
-            yield program.description, program.code
+            yield program.description, program.code, _call(program.entry_point, program.make_args(call_rng))

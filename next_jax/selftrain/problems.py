@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 from pathlib import Path
 
 import gin
 
 from next_jax.data.example import RepairExample, iter_jsonl, read_examples, write_examples, write_jsonl
-from next_jax.data.prompts import program_pair
-from next_jax.data.synthetic import iter_programs, selftrain_splits, three_way_split
+from next_jax.data.prompts import in_process_tracer, program_pair, reading_pair
+from next_jax.data.synthetic import iter_programs_with_calls, selftrain_splits, three_way_split
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,23 +42,38 @@ def synthetic_problems(
     dev_percent: int = 20,
     seed_percent: int = 20,
     corpus_layout: str | None = None,
+    reading_share: float = 0.0,
+    reading_format: str = "inline",
 ) -> ProblemSet:
     """The embedded default: seed demos (with gold rationales), training pool and dev from the generator,
-    and `num_programs` description + program pairs (none of a dev reference) to pretrain the base on, in
-    `corpus_layout` (default: the repair prompts' own, `repair_data_config.layout`)."""
-    if corpus_layout is None:
-        from tasks.sources import repair_data_config
+    and `num_programs` pretraining pairs of programs (none of a dev reference) in `corpus_layout` (default:
+    the repair prompts' own, `repair_data_config.layout`): description -> program, and for a share
+    `reading_share` of them description + the program traced in `reading_format` -> the program
+    (`prompts.reading_pair`: reading a program across its trace, no repair; use the run's trace format)."""
+    from tasks.sources import repair_data_config
 
-        corpus_layout = repair_data_config().layout
+    config = repair_data_config()
+    if corpus_layout is None:
+        corpus_layout = config.layout
+    tracer = in_process_tracer(**dict(config.budgets))  # the programs are ours: traced in-process
+    pick = random.Random(f"reading:{seed}")
     splits = selftrain_splits(
         seed, {"seed": num_seed, "pool": num_pool, "dev": num_dev},
         dev_percent=dev_percent, seed_percent=seed_percent,
     )
-    programs = iter_programs(seed, exclude=lambda code: three_way_split(code, dev_percent, seed_percent) == "dev")
-    corpus = tuple(program_pair(*next(programs), layout=corpus_layout) for _ in range(num_programs))
+    programs = iter_programs_with_calls(
+        seed, exclude=lambda code: three_way_split(code, dev_percent, seed_percent) == "dev")
+    corpus = []
+    for _ in range(num_programs):
+        description, code, call = next(programs)
+        if pick.random() < reading_share:
+            corpus.append(reading_pair(description, code, call, reading_format, tracer=tracer,
+                                       layout=corpus_layout, budget=config.prompt_budget))
+        else:
+            corpus.append(program_pair(description, code, layout=corpus_layout))
     return ProblemSet(
         pool=tuple(splits["pool"]), dev=tuple(splits["dev"]), seed=tuple(splits["seed"]),
-        corpus=corpus, trusted=True,
+        corpus=tuple(corpus), trusted=True,
     )
 
 

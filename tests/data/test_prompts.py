@@ -13,6 +13,7 @@ from next_jax.data.prompts import (
     format_target,
     in_process_tracer,
     program_pair,
+    reading_pair,
     shorten_loops,
 )
 from next_jax.data.trace_cache import TraceCache
@@ -227,3 +228,23 @@ def test_program_pairs_share_the_repair_prompts_layout_and_answer_form(layout):
     assert parsed.status == "ok" and parsed.code.strip() == FIXED.strip()
     with pytest.raises(ValueError):
         program_pair(EX.description, FIXED, layout="html")
+
+
+@pytest.mark.parametrize("layout", ["compact", "markdown"])
+def test_reading_pairs_show_the_traced_program_and_answer_with_it(layout):
+    """A reading pair's prompt holds the program as a repair prompt would show it (annotated by its trace in
+    the inline format, plain without traces) and its target is the program pair's: the program itself."""
+    call = "running_max([1, 5, 2])"
+    inline = reading_pair(EX.description, FIXED, call, "inline", tracer=TRACER, layout=layout)
+    traced = render(Trace.from_json(trace_call(FIXED, call).to_json()), FIXED, "inline")
+    assert traced.strip() in inline["prompt"] and call in inline["prompt"]
+    assert inline["target"] == program_pair(EX.description, FIXED, layout=layout)["target"]
+    plain = reading_pair(EX.description, FIXED, call, "none", tracer=TRACER, layout=layout)
+    assert FIXED.strip() in plain["prompt"] and "# (0)" not in plain["prompt"] and call not in plain["prompt"]
+    first = program_pair(EX.description, FIXED, layout=layout)["prompt"].splitlines()[0]
+    assert inline["prompt"].splitlines()[0] == plain["prompt"].splitlines()[0] == first
+    # over the budget, loops are shortened (the long call visits the loop body 40 times)
+    long_call = "running_max(list(range(40)))"
+    full = reading_pair(EX.description, FIXED, long_call, "inline", tracer=TRACER, layout=layout)
+    short = reading_pair(EX.description, FIXED, long_call, "inline", tracer=TRACER, layout=layout, budget=300)
+    assert len(short["prompt"]) < len(full["prompt"])
