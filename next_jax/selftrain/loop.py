@@ -26,6 +26,7 @@ from next_jax.selftrain.batches import count_records, training_batches
 from next_jax.selftrain.evaluation import EvalSettings, evaluate_arm
 from next_jax.selftrain.faults import maybe_crash
 from next_jax.selftrain.filtering import FilterSettings, kept_records
+from next_jax.selftrain.floor import blind_edit_floor
 from next_jax.selftrain.generation import SamplerGenerate
 from next_jax.selftrain.model_setup import build_runtime
 from next_jax.selftrain.progress import Progress
@@ -202,6 +203,17 @@ class Loop:
 
         return self.timed(f"{name}/eval", run)["eval"]
 
+    def floor(self) -> dict:
+        """The dev set's test-blind floor (`floor.py`): what a random edit of each buggy program fixes."""
+
+        def run() -> dict:
+            problems, _ = self.problems_for("dev", self.problems.dev, self.trace_format)
+            by_id = {p.example_id: p for p in problems}
+            return blind_edit_floor(self.problems.dev, {i: p.meta for i, p in by_id.items()}, self.verify,
+                                    seed=self.seed, timeouts={i: p.timeout for i, p in by_id.items()})
+
+        return self.timed("dev_floor", run)
+
     def hard_subset(self) -> list[str]:
         """Ids of the training problems the base model rarely solves (pass@1 < threshold)."""
         if not self.hard.enabled:
@@ -315,6 +327,7 @@ def self_train(
             loop.measure_time_limits()
         loop.pretrain_base(base.pretrain_steps, base.pretrain_batch_size, base.seed_repeats)
         loop.evaluate("base", -1)
+        loop.floor()
         if control and loop.problems.seed:
             seed_path = loop.write_demos(loop.problems.seed, "seed")
             loop.timed("control", lambda: loop.train_stage("control", loop.params("base"), [seed_path],

@@ -39,6 +39,10 @@ def fix_rate_figure(summary: Mapping[str, Any]) -> Figure:
         for suffix, style, what in (("", "-", "traces"), ("_notrace", "--", "no traces")):
             if (r := _rate(summary.get(key + suffix))) is not None:
                 ax.axhline(r[0], color=color, linestyle=style, linewidth=1.2, label=f"{label}, {what}")
+    floor = summary.get("dev_floor")
+    if floor and floor.get("fix_rate") is not None:
+        ax.axhline(100 * floor["fix_rate"], color="black", linestyle=":", linewidth=1,
+                   label="test-blind floor (random edit)")
     best = summary.get("best_iteration")
     if isinstance(best, int) and any(it["iteration"] == best for it in its):
         ax.axvline(best, color="tab:red", linestyle=":", linewidth=1, label=f"best (iter {best})")

@@ -136,4 +136,8 @@ def format_summary_table(summary: Mapping[str, Any]) -> str:
             lines.append("-" * len(lines[-1]))
     title = f"run {summary.get('config_name', '?')} (seed {summary.get('seed', '?')})"
     footer = "* best iteration" if table.best_row is not None else "no best iteration"
+    floor = summary.get("dev_floor")
+    if floor:
+        footer += (f"; test-blind floor (one random edit of the buggy program): {100 * floor['fix_rate']:.1f} "
+                   f"± {100 * floor['fix_rate_stderr']:.1f}")
     return "\n".join([title, *lines, footer]) + "\n"
