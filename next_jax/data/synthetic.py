@@ -24,7 +24,12 @@ from typing import Any
 
 from next_jax.data.example import Provenance, RepairExample
 from next_jax.data.mutation import iter_mutants, normalized
+from next_jax.data.synthetic_micro import MICRO_TEMPLATES
 from next_jax.data.synthetic_templates import TEMPLATES, Program
+
+# Template families a generator draws from (gin `synthetic_problems.template_family`); every name is unique.
+FAMILIES: dict[str, dict[str, Callable[[random.Random], Program]]] = {"standard": TEMPLATES, "micro": MICRO_TEMPLATES}
+ALL_TEMPLATES = {**TEMPLATES, **MICRO_TEMPLATES}
 
 _FILENAME = "<synthetic>"
 SPLITS = ("train", "validation")
@@ -146,7 +151,7 @@ def make_example(
     """The example for (seed, index), or None when no mutant of the drawn program fails a visible test."""
     rng = random.Random(f"{seed}:{index}")
     names = sorted(templates) if templates is not None else sorted(TEMPLATES)
-    program = TEMPLATES[rng.choice(names)](rng)
+    program = ALL_TEMPLATES[rng.choice(names)](rng)
     all_args = _distinct_args(program, rng, num_visible + num_hidden)
     if len(all_args) < num_visible + 1:
         return None
@@ -270,23 +275,24 @@ def selftrain_splits(
 
 
 def iter_programs(
-    seed: int, exclude: Callable[[str], bool] = lambda code: False
+    seed: int, exclude: Callable[[str], bool] = lambda code: False, templates: Sequence[str] | None = None
 ) -> Iterator[tuple[str, str]]:
     """Endless (description, reference code) pairs of template programs for seed `seed`, skipping those for
-    which `exclude(code)` holds (e.g. the programs of a held-out split)."""
-    for description, code, _ in iter_programs_with_calls(seed, exclude):
+    which `exclude(code)` holds (e.g. the programs of a held-out split). `templates`: names (default: the
+    standard family)."""
+    for description, code, _ in iter_programs_with_calls(seed, exclude, templates):
         yield description, code
 
 
 def iter_programs_with_calls(
-    seed: int, exclude: Callable[[str], bool] = lambda code: False
+    seed: int, exclude: Callable[[str], bool] = lambda code: False, templates: Sequence[str] | None = None
 ) -> Iterator[tuple[str, str, str]]:
     """`iter_programs` with a call of each program on arguments drawn from its template (e.g. to trace it);
     the same programs in the same order for a seed."""
     rng = random.Random(f"programs:{seed}")
     call_rng = random.Random(f"program-calls:{seed}")  # its own stream: the programs stay those of iter_programs
-    names = sorted(TEMPLATES)
+    names = sorted(templates) if templates is not None else sorted(TEMPLATES)
     while True:
-        program = TEMPLATES[rng.choice(names)](rng)
+        program = ALL_TEMPLATES[rng.choice(names)](rng)
         if not exclude(program.code):
             yield program.description, program.code, _call(program.entry_point, program.make_args(call_rng))

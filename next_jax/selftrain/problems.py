@@ -17,7 +17,7 @@ import gin
 
 from next_jax.data.example import RepairExample, iter_jsonl, read_examples, write_examples, write_jsonl
 from next_jax.data.prompts import in_process_tracer, program_pair, reading_pair
-from next_jax.data.synthetic import iter_programs_with_calls, selftrain_splits, three_way_split
+from next_jax.data.synthetic import FAMILIES, iter_programs_with_calls, selftrain_splits, three_way_split
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,12 +44,17 @@ def synthetic_problems(
     corpus_layout: str | None = None,
     reading_share: float = 0.0,
     reading_format: str = "inline",
+    template_family: str = "standard",
 ) -> ProblemSet:
     """The embedded default: seed demos (with gold rationales), training pool and dev from the generator,
     and `num_programs` pretraining pairs of programs (none of a dev reference) in `corpus_layout` (default:
     the repair prompts' own, `repair_data_config.layout`): description -> program, and for a share
     `reading_share` of them description + the program traced in `reading_format` -> the program
-    (`prompts.reading_pair`: reading a program across its trace, no repair; use the run's trace format)."""
+    (`prompts.reading_pair`: reading a program across its trace, no repair; use the run's trace format).
+    `template_family`: the generator's programs (`synthetic.FAMILIES`: "standard", or "micro" for tiny models)."""
+    if template_family not in FAMILIES:
+        raise ValueError(f"unknown template family {template_family!r}; one of {sorted(FAMILIES)}")
+    templates = sorted(FAMILIES[template_family])
     from tasks.sources import repair_data_config
 
     config = repair_data_config()
@@ -59,10 +64,10 @@ def synthetic_problems(
     pick = random.Random(f"reading:{seed}")
     splits = selftrain_splits(
         seed, {"seed": num_seed, "pool": num_pool, "dev": num_dev},
-        dev_percent=dev_percent, seed_percent=seed_percent,
+        dev_percent=dev_percent, seed_percent=seed_percent, templates=templates,
     )
     programs = iter_programs_with_calls(
-        seed, exclude=lambda code: three_way_split(code, dev_percent, seed_percent) == "dev")
+        seed, exclude=lambda code: three_way_split(code, dev_percent, seed_percent) == "dev", templates=templates)
     corpus = []
     for _ in range(num_programs):
         description, code, call = next(programs)

@@ -71,3 +71,24 @@ def test_synthetic_bugs_fail_in_the_pool(train, pool):
     fixed = pool.verify([Candidate(e.id, e.reference, e.hidden_tests) for e in train])
     assert [v.status for v in fixed] == ["pass"] * len(train)
     assert all(v.status != "pass" for v in buggy)
+
+
+def test_micro_templates_make_short_sound_examples():
+    """The micro family (the tiny default's programs): every template yields examples whose reference passes
+    every test and whose bug fails the marked ones, and whose programs stay under six lines."""
+    from next_jax.data.synthetic import FAMILIES
+
+    micro = sorted(FAMILIES["micro"])
+    assert not set(micro) & set(FAMILIES["standard"])
+    for name in micro:
+        found = [ex for i in range(6) if (ex := make_example(0, i, templates=[name])) is not None]
+        assert found, name
+        for ex in found:
+            assert ex.provenance.detail.startswith(f"template={name}")
+            assert len(ex.reference.splitlines()) <= 6 and ex.entry_point in ex.description
+            assert all(_run(ex.reference, t) for t in ex.hidden_tests), ex.id
+            if ex.failure_type != "timeout":
+                # `==` in an assert lets 1 stand for True; the generator (like the pool) wants exact types,
+                # so a test may fail there and pass here, never the other way round
+                failing_here = [i for i, t in enumerate(ex.tests) if not _run(ex.buggy_code, t)]
+                assert set(failing_here) <= set(ex.failing_tests) and ex.failing_tests, ex.id
