@@ -35,31 +35,28 @@ def larger(rng: random.Random) -> Program:
     return Program("micro_larger", name, code, desc, lambda r: (r.randint(-9, 20), r.randint(-9, 20)))
 
 
-def count_if(rng: random.Random) -> Program:
+def _over_selected(rng: random.Random, template: str, names: tuple[str, ...], body: str, verb: str) -> Program:
+    """A one-line function over the numbers of a list that meet a drawn condition; `body` is a format string
+    over {x}, {xs} and {cond}."""
     xs, x = rng.choice(_XS), rng.choice(_X)
     cond, eng = _cond(rng, x)
-    name = rng.choice(("count_if", "how_many"))
-    code = f"def {name}({xs}):\n    return len([{x} for {x} in {xs} if {cond}])\n"
-    desc = f"Write a function {name}({xs}) that counts the numbers in a list that are {eng}."
-    return Program("micro_count_if", name, code, desc, lambda r: (_ints(r, max_len=6),))
+    name = rng.choice(names)
+    code = f"def {name}({xs}):\n    return {body.format(x=x, xs=xs, cond=cond)}\n"
+    desc = f"Write a function {name}({xs}) that {verb} the numbers in a list that are {eng}."
+    return Program(template, name, code, desc, lambda r: (_ints(r, max_len=6),))
+
+
+def count_if(rng: random.Random) -> Program:
+    return _over_selected(rng, "micro_count_if", ("count_if", "how_many"), "len([{x} for {x} in {xs} if {cond}])",
+                          "counts")
 
 
 def sum_if(rng: random.Random) -> Program:
-    xs, x = rng.choice(_XS), rng.choice(_X)
-    cond, eng = _cond(rng, x)
-    name = rng.choice(("sum_if", "total_of"))
-    code = f"def {name}({xs}):\n    return sum({x} for {x} in {xs} if {cond})\n"
-    desc = f"Write a function {name}({xs}) that sums the numbers in a list that are {eng}."
-    return Program("micro_sum_if", name, code, desc, lambda r: (_ints(r, max_len=6),))
+    return _over_selected(rng, "micro_sum_if", ("sum_if", "total_of"), "sum({x} for {x} in {xs} if {cond})", "sums")
 
 
 def keep_if(rng: random.Random) -> Program:
-    xs, x = rng.choice(_XS), rng.choice(_X)
-    cond, eng = _cond(rng, x)
-    name = rng.choice(("keep", "select"))
-    code = f"def {name}({xs}):\n    return [{x} for {x} in {xs} if {cond}]\n"
-    desc = f"Write a function {name}({xs}) that returns the numbers in a list that are {eng}."
-    return Program("micro_keep_if", name, code, desc, lambda r: (_ints(r, max_len=6),))
+    return _over_selected(rng, "micro_keep_if", ("keep", "select"), "[{x} for {x} in {xs} if {cond}]", "returns")
 
 
 def map_each(rng: random.Random) -> Program:
