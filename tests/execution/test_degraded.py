@@ -17,7 +17,7 @@ import string
 from collections.abc import Iterator
 
 import pytest
-from conftest import HONEST
+from sandbox_checks import HONEST
 from test_adversarial import CASES
 
 from next_jax.execution.pool import VerificationPool

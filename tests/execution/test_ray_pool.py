@@ -20,7 +20,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is optional: pip install -e '.[ray]' to test the Ray backend")
 
-from conftest import HONEST, TIMEOUT, SandboxChecks  # noqa: E402
+from sandbox_checks import HONEST, TIMEOUT, SandboxChecks  # noqa: E402
 from test_adversarial import CASES, REPO, context, listener  # noqa: E402,F401  (fixtures reused as they are)
 
 from next_jax.data.mutation import mutants  # noqa: E402
