@@ -296,15 +296,24 @@ def build_prompt(
     return p
 
 
+def _program_prompt(description: str, layout: str, shown: tuple[str, str] | None = None) -> str:
+    """The task (and, given `shown` = (title, program text), a program section) in `layout`, ending like a
+    repair prompt of that layout."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown prompt layout {layout!r}; expected one of {LAYOUTS}")
+    task = " ".join(description.split())
+    if layout == "compact":
+        section = f"# {shown[0]}:\n{shown[1].rstrip()}\n" if shown else ""
+        return f"# Task: {task}\n{section}# Answer:\n"
+    section = f"### {shown[0]}\n{_fenced(shown[1])}\n\n" if shown else ""
+    return f"### Task\n{task}\n\n{section}### Answer\n"
+
+
 def program_pair(description: str, code: str, layout: str = "markdown") -> dict[str, str]:
     """A pretraining pair in a repair prompt's own layout: the task as the prompt, and as the target the
     program in the form a repair target ends with (`Fixed program:` and the fenced code), so that what a
     base model learns from programs carries over to the answers of repair prompts."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown prompt layout {layout!r}; expected one of {LAYOUTS}")
-    task = " ".join(description.split())
-    prompt = f"# Task: {task}\n# Answer:\n" if layout == "compact" else f"### Task\n{task}\n\n### Answer\n"
-    return {"prompt": prompt, "target": f"{FIX_HEADER}\n{_fenced(code)}\n"}
+    return {"prompt": _program_prompt(description, layout), "target": f"{FIX_HEADER}\n{_fenced(code)}\n"}
 
 
 def reading_pair(description: str, code: str, call: str, fmt: str, *, tracer: TraceFn | None = None,
@@ -317,22 +326,16 @@ def reading_pair(description: str, code: str, call: str, fmt: str, *, tracer: Tr
     loops are shortened (as `build_prompt` does)."""
     if fmt not in TRACE_FORMATS:
         raise ValueError(f"unknown trace format {fmt!r}; expected one of {TRACE_FORMATS}")
-    pair = program_pair(description, code, layout=layout)
-    task = " ".join(description.split())
-
-    def text(shown: str, title: str) -> str:
-        if layout == "compact":
-            return f"# Task: {task}\n# {title}:\n{shown.rstrip()}\n# Answer:\n"
-        return f"### Task\n{task}\n\n### {title}\n{_fenced(shown)}\n\n### Answer\n"
-
+    target = program_pair(description, code, layout=layout)["target"]
     if fmt == "none" or tracer is None:
-        return {"prompt": text(code, "Program"), "target": pair["target"]}
+        return {"prompt": _program_prompt(description, layout, ("Program", code)), "target": target}
     trace = tracer(code, call)
     title = f"Program, traced on {call}"
-    prompt = text(render(Trace.from_json(trace), code, fmt), title)
+    prompt = _program_prompt(description, layout, (title, render(Trace.from_json(trace), code, fmt)))
     if budget is not None and len(prompt.encode()) > budget:
-        prompt = text(render(Trace.from_json(shorten_loops(trace, fmt == "scratchpad")), code, fmt), title)
-    return {"prompt": prompt, "target": pair["target"]}
+        shorter = render(Trace.from_json(shorten_loops(trace, fmt == "scratchpad")), code, fmt)
+        prompt = _program_prompt(description, layout, (title, shorter))
+    return {"prompt": prompt, "target": target}
 
 
 def format_target(rationale: str, code: str, buggy: str | None = None) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -40,9 +41,8 @@ def blind_edit_floor(
         passed[ident].append(v.status == "pass")
     # a program with fewer than `draws` distinct edits counts its missing draws as failures
     shares = [sum(flags) / draws for flags in passed.values()]
-    n = len(shares)
-    rate = sum(shares) / n if n else 0.0
-    stderr = math.sqrt(sum((x - rate) ** 2 for x in shares) / (n - 1) / n) if n > 1 else 0.0
+    rate = statistics.fmean(shares) if shares else 0.0
+    stderr = statistics.stdev(shares) / math.sqrt(len(shares)) if len(shares) > 1 else 0.0
     any_rate = sum(any(flags) for flags in passed.values()) / len(passed) if passed else 0.0
     return {"problems": len(passed), "draws": draws, "fix_rate": rate, "fix_rate_stderr": stderr,
             "any_of_draws": any_rate}

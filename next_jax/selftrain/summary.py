@@ -25,7 +25,8 @@ def build_summary(run: RunDir, *, seed: int, num_iterations: int) -> dict[str, A
         "config_name": run.root.name,
         "base": base.get("dev"), "base_notrace": base.get("dev_notrace"),
         "control": control.get("dev"), "control_notrace": control.get("dev_notrace"),
-        "dev_floor": {k: v for k, v in (run.result("dev_floor") or {}).items() if k != "seconds"} or None,
+        "dev_floor": ({k: v for k, v in run.result("dev_floor").items() if k != "seconds"}
+                      if run.done("dev_floor") else None),
         "extra_evals": {"base": {k: v for k, v in base.items() if not k.startswith("dev")},
                         "control": {k: v for k, v in control.items() if not k.startswith("dev")}},
         "iterations": [],

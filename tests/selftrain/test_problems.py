@@ -99,7 +99,8 @@ def test_reading_pairs_take_their_share_of_the_corpus_in_the_runs_trace_format(f
     mixed = synthetic_problems(seed=4, num_seed=5, num_pool=5, num_dev=40, num_programs=200,
                                reading_share=0.5, reading_format=fmt)
     assert [p["target"] for p in plain.corpus] == [p["target"] for p in mixed.corpus]
-    reading = [p for p in mixed.corpus if p["prompt"] != program_pair_prompt(p, plain)]
+    plain_prompt = {p["target"]: p["prompt"] for p in plain.corpus}  # targets are unique enough to index by
+    reading = [p for p in mixed.corpus if p["prompt"] != plain_prompt[p["target"]]]
     assert 60 <= len(reading) <= 140
     for pair in reading:
         code = pair["target"].split("```python\n")[1].split("```")[0]
@@ -108,8 +109,3 @@ def test_reading_pairs_take_their_share_of_the_corpus_in_the_runs_trace_format(f
             assert code.strip() in pair["prompt"]
     dev_refs = {normalized(ex.reference) for ex in mixed.dev}
     assert not any(normalized(p["target"].split("```python\n")[1].split("```")[0]) in dev_refs for p in mixed.corpus)
-
-
-def program_pair_prompt(pair: dict, plain) -> str:
-    """The plain corpus' prompt for the same program (targets are unique enough to index by)."""
-    return {p["target"]: p["prompt"] for p in plain.corpus}[pair["target"]]
