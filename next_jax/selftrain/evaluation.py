@@ -1,6 +1,7 @@
 """The evaluate stage: greedy fix rate (with its standard error) and unbiased pass@k from sampled
 completions, on prompts with and without traces. Outputs live under `<dir>/<arm>_{greedy,sampled}/` in the
-same resumable shard layout as training samples, so a killed evaluation resumes too."""
+same resumable shard layout as training samples, so a killed evaluation resumes too. With several processes
+each samples its share of the shards, and every one reads them all after a barrier."""
 
 from __future__ import annotations
 
@@ -59,12 +60,22 @@ def evaluate_arm(
     length: Callable[[str], int],
     trace_share: float,
     progress: Callable[[int], None] | None = None,
+    process_index: int = 0,
+    process_count: int = 1,
+    wait: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """EVAL of one model on one prompt arm: {"problems", "greedy_fix_rate", "greedy_fix_rate_stderr",
-    "pass_at_k", "statuses", "trace_share"}. `make_generate(temperature, purpose)` gives a sampler."""
+    "pass_at_k", "statuses", "trace_share"}. `make_generate(temperature, purpose)` gives a sampler.
+    `wait()` returns once every process has written its shards (a barrier)."""
     shards = shards_of(problems, settings.shard_size, length)
+    share = dict(process_index=process_index, process_count=process_count)
     sample_and_verify(shards, out_dir / "greedy", iteration=0, generate=make_generate(0.0, "greedy"),
-                      verify=verify, num_samples=1, progress=progress)
+                      verify=verify, num_samples=1, progress=progress, **share)
+    if settings.num_samples > 0:
+        sample_and_verify(shards, out_dir / "sampled", iteration=0,
+                          generate=make_generate(settings.temperature, "eval"), verify=verify,
+                          num_samples=settings.num_samples, progress=progress, **share)
+    wait()
     joined = read_joined(out_dir / "greedy")
     rate, stderr = greedy_summary(outcomes_of(joined))
     statuses = collections.Counter(v["status"] for _, v in joined)
@@ -77,9 +88,6 @@ def evaluate_arm(
         "pass_at_k": {},
     }
     if settings.num_samples > 0:
-        sample_and_verify(shards, out_dir / "sampled", iteration=0,
-                          generate=make_generate(settings.temperature, "eval"), verify=verify,
-                          num_samples=settings.num_samples, progress=progress)
         ks = sorted({1, *settings.ks})
         result["pass_at_k"] = {str(k): v for k, v in mean_pass_at_k(outcomes_of(read_joined(out_dir / "sampled")), ks).items()}
     return result

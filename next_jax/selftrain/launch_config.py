@@ -12,6 +12,7 @@ from pathlib import Path
 
 import gin
 
+from next_jax.parallel import distributed
 from next_jax.selftrain.rundir import ConfigMismatchError, RunDir
 
 
@@ -50,7 +51,7 @@ def run_from_flags(gin_files: Sequence[str], bindings: Sequence[str], *, search_
                             if not line.startswith("ALLOW_CONFIG_CHANGE"))
     run = RunDir(run_dir)
     try:
-        run.check_config(config_text, allow_change=allow)
+        run.check_config(config_text, allow_change=allow, write=distributed.is_main())
     except ConfigMismatchError as e:
         raise ConfigError(str(e)) from None
     try:

@@ -3,6 +3,11 @@ fine-tune, evaluate; resumable stage by stage from the run directory (see `rundi
 
 `self_train(run_dir)` is the gin entry point (`launch/self_train.py`); `SEED` seeds the data draw,
 initialisation, sampling and data order.
+
+Several processes (one per host, `next_jax.parallel.distributed`) run the same loop: training is one SPMD
+program over all their devices; each samples and verifies its share of the problems; only process 0 writes
+shared files (state, data, kept records, summary). Every stage ends at a barrier, after which the others
+re-read the state, so all agree on what is done and a restarted run resumes alike on every host.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from next_jax.data.example import iter_jsonl, write_jsonl
 from next_jax.data.rendering import PromptRenderer
 from next_jax.data.time_limits import example_time_limits
 from next_jax.execution.backend import make_pool
+from next_jax.parallel import distributed
 from next_jax.selftrain import problems as problems_lib
 from next_jax.selftrain.batches import count_records, training_batches
 from next_jax.selftrain.evaluation import EvalSettings, evaluate_arm
@@ -51,9 +57,11 @@ class Loop:
     def __init__(self, run: RunDir, *, seed: int, trace_format: str, problems_factory: Callable,
                  pool_factory: Callable[[], Any], show_progress: bool) -> None:
         self.run, self.seed, self.trace_format = run, seed, trace_format
+        self.main, self.share = distributed.is_main(), dict(process_index=jax.process_index(),
+                                                             process_count=jax.process_count())
         self.sample_settings, self.hard = SampleSettings(), HardSubsetSettings()
         self.filter_settings, self.finetune, self.eval_settings = FilterSettings(), FinetuneSettings(), EvalSettings()
-        self.progress = Progress(enabled=show_progress)
+        self.progress = Progress(enabled=show_progress and self.main)
         self.problems = self._problems(problems_factory)
         self.runtime = build_runtime(seed=seed, show_progress=show_progress)
         self.vocab = self.runtime.vocabulary
@@ -67,9 +75,10 @@ class Loop:
     # -- shared pieces ------------------------------------------------------------------------------
     def _problems(self, factory: Callable) -> problems_lib.ProblemSet:
         data = self.run.path("data")
-        if not self.run.done("data"):
+        if not self.run.done("data") and self.main:
             problems_lib.save(factory(), data)
             self.run.complete("data")
+        self.sync("data")
         return problems_lib.load(data)
 
     def measure_time_limits(self) -> None:
@@ -82,8 +91,8 @@ class Loop:
             self.time_limits = example_time_limits(self.pool(), examples, cache)
             return {"problems": len(self.time_limits)}
 
-        self.timed("time_limits", measure)
-        if not self.time_limits:  # resumed: the stage ran before, its times are in the cache
+        self.timed("time_limits", measure, everywhere=False)
+        if not self.time_limits:  # resumed, or not process 0: the stage ran before, its times are in the cache
             self.time_limits = example_time_limits(self.pool(), examples, cache)
 
     def pool(self) -> Any:
@@ -136,25 +145,34 @@ class Loop:
             self._params[name] = self.runtime.load(path) if path.exists() else self.runtime.initial_params
         return self._params[name]
 
-    def timed(self, stage: str, fn: Callable[[], Any]) -> Any:
-        """Run `fn` as `stage` unless complete; record its result and seconds."""
-        if self.run.done(stage):
-            return self.run.result(stage)
-        start = time.perf_counter()
-        result = fn() or {}
-        result["seconds"] = time.perf_counter() - start
-        self.run.complete(stage, result)
-        maybe_crash(f"stage:{stage}")
-        log.info("stage %s done in %.1f s", stage, result["seconds"])
-        return result
+    def sync(self, name: str) -> None:
+        """Wait for every process; the others then re-read the stages process 0 recorded."""
+        distributed.barrier(name)
+        if not self.main:
+            self.run.reload()
+
+    def timed(self, stage: str, fn: Callable[[], Any], *, everywhere: bool = True) -> Any:
+        """Run `fn` as `stage` unless complete (on every process, or only on process 0 unless `everywhere`);
+        process 0 records its result and seconds; every process returns the recorded result."""
+        if not self.run.done(stage):
+            start = time.perf_counter()
+            result = (fn() or {}) if everywhere or self.main else {}
+            result["seconds"] = time.perf_counter() - start
+            if self.main:
+                self.run.complete(stage, result)
+            maybe_crash(f"stage:{stage}")
+            log.info("stage %s done in %.1f s", stage, result["seconds"])
+        self.sync(stage)
+        return self.run.result(stage)
 
     # -- stages -------------------------------------------------------------------------------------
     def write_demos(self, examples, name: str) -> Path:
         """Prompt/target records of examples with gold rationales (the seed demonstrations)."""
         path = self.run.path("data", f"{name}_{self.trace_format}.jsonl")
-        if not path.exists():
+        if self.main and not path.exists():
             write_jsonl(path, ({"id": ex.id, "prompt": self.renderer.prompt(ex, self.trace_format, self.problems.trusted).text,
                                 "target": self.renderer.target(ex)} for ex in examples))
+        distributed.barrier(f"demos {name}")
         return path
 
     def train_stage(self, name: str, start: dict, paths: list[Path], steps: int, batch_size: int, seed_offset: int):
@@ -198,6 +216,7 @@ class Loop:
                     results[arm] = evaluate_arm(
                         problems, self.run.path(name, "eval", arm), settings=self.eval_settings, make_generate=make,
                         verify=self.verify, length=self.count, trace_share=share, progress=bar,
+                        wait=lambda a=arm: distributed.barrier(f"eval {name} {a}"), **self.share,
                     )
             return {"eval": results}
 
@@ -212,7 +231,7 @@ class Loop:
             return blind_edit_floor(self.problems.dev, {i: p.meta for i, p in by_id.items()}, self.verify,
                                     seed=self.seed, timeouts={i: p.timeout for i, p in by_id.items()})
 
-        return self.timed("dev_floor", run)
+        return self.timed("dev_floor", run, everywhere=False)  # verification only: process 0's pool
 
     def hard_subset(self) -> list[str]:
         """Ids of the training problems the base model rarely solves (pass@1 < threshold)."""
@@ -226,7 +245,8 @@ class Loop:
             with self.progress.bar("hard subset", len(problems)) as bar:
                 sample_and_verify(shards_of(problems, self.sample_settings.shard_size, self.count), out, iteration=0,
                                   generate=self.train_generator("hard", 0), verify=self.verify,
-                                  num_samples=self.hard.num_samples, progress=bar)
+                                  num_samples=self.hard.num_samples, progress=bar, **self.share)
+            distributed.barrier("hard_subset samples")
             passed: dict[str, list[bool]] = {}
             for s, v in read_joined(out):
                 passed.setdefault(s.example_id, []).append(v["status"] == "pass")
@@ -243,21 +263,28 @@ class Loop:
         problems = [p for p in problems if p.example_id in chosen]
 
         def sample() -> dict:
-            write_jsonl(directory / "prompts.jsonl.gz", ({"example_id": p.example_id, "prompt": p.prompt,
-                                                         "traced": self.trace_format != "none"} for p in problems))
+            if self.main:
+                write_jsonl(directory / "prompts.jsonl.gz", ({"example_id": p.example_id, "prompt": p.prompt,
+                                                             "traced": self.trace_format != "none"} for p in problems))
             self.runtime.sample_with(self.params(prev))
             s = self.sample_settings
             with self.progress.bar(f"{name} sample+verify", len(problems)) as bar:
                 stats = sample_and_verify(
                     shards_of(problems, s.shard_size, self.count), directory, iteration=k,
                     generate=self.train_generator("train", k), verify=self.verify,
-                    num_samples=s.num_samples, queue_size=s.queue_size, progress=bar,
+                    num_samples=s.num_samples, queue_size=s.queue_size, progress=bar, **self.share,
                 )
-            solved = {sv.example_id for sv, v in read_joined(directory) if v["status"] == "pass"}
-            return {"problems": len(problems), "samples": stats.samples, "parsed": stats.parsed,
-                    "passed": stats.passed, "problems_solved": len(solved), "trace_share": share,
-                    "sample_seconds": stats.sample_seconds, "verify_seconds": stats.verify_seconds,
-                    "sampler_wait_seconds": stats.sampler_wait_seconds}
+            # The slowest process's times; the counts from every process's shards, once all are written.
+            seconds = distributed.allgather([stats.sample_seconds, stats.verify_seconds,
+                                             stats.sampler_wait_seconds]).max(axis=0)
+            distributed.barrier(f"{name} samples")
+            joined = read_joined(directory)
+            solved = {sv.example_id for sv, v in joined if v["status"] == "pass"}
+            return {"problems": len(problems), "samples": len(joined),
+                    "parsed": sum(sv.parse_status == "ok" for sv, _ in joined),
+                    "passed": sum(v["status"] == "pass" for _, v in joined), "problems_solved": len(solved),
+                    "trace_share": share, "sample_seconds": float(seconds[0]), "verify_seconds": float(seconds[1]),
+                    "sampler_wait_seconds": float(seconds[2])}
 
         log.info("%s: %.1f%% of prompts keep a failing test's trace", name, 100 * share)
         self.timed(f"{name}/sample", sample)
@@ -274,7 +301,7 @@ class Loop:
             write_jsonl(directory / "kept.jsonl", kept)
             return {"kept": len(kept)}
 
-        self.timed(f"{name}/filter", filter_)
+        self.timed(f"{name}/filter", filter_, everywhere=False)
         paths = [directory / "kept.jsonl"]
         if self.finetune.include_seed and self.problems.seed:
             paths.append(self.write_demos(self.problems.seed, "seed"))
@@ -317,6 +344,7 @@ def self_train(
     `pool_timeout`.
     """
     run = RunDir(run_dir)
+    distributed.barrier("start")  # every process has read state.json before process 0 writes it again
     # The gin-selected backend (`pool_backend`: local by default, or Ray), same interface either way.
     factory = pool_factory or (lambda: make_pool(workers=pool_workers, timeout=pool_timeout))
     loop = Loop(run, seed=seed, trace_format=trace_format, problems_factory=problems, pool_factory=factory,
@@ -339,7 +367,7 @@ def self_train(
             publish(run, build_summary(run, seed=seed, num_iterations=num_iterations), final=False)
         summary = build_summary(run, seed=seed, num_iterations=num_iterations)
         best = best_iteration(summary)
-        if export_best and best is not None and jax.process_index() == 0:
+        if export_best and best is not None:
             loop.timed("export_best", lambda: _export(loop, best))
         summary = build_summary(run, seed=seed, num_iterations=num_iterations)
         publish(run, summary, final=True)
@@ -353,10 +381,11 @@ def _export(loop: Loop, best: int) -> dict:
 
     params = loop.params(f"iter_{best}")
     out = loop.run.path("best")
-    loop.runtime.save(params, out / "params")
-    has_file = getattr(loop.vocab, "tokenizer_file", None) or getattr(loop.vocab, "sentencepiece_model_file", None)
-    vocab = loop.vocab if has_file else None
-    save_pretrained(loop.runtime.model_with(params), out / "hf", vocab=vocab)
+    loop.runtime.save(params, out / "params")  # every process: each writes its pieces
+    model = loop.runtime.model_with(params)  # every process: gathers the parameters onto each host
+    if loop.main:
+        has_file = getattr(loop.vocab, "tokenizer_file", None) or getattr(loop.vocab, "sentencepiece_model_file", None)
+        save_pretrained(model, out / "hf", vocab=loop.vocab if has_file else None)
     return {"iteration": best, "hf": str(out / "hf"), "params": str(out / "params")}
 
 

@@ -52,6 +52,10 @@ class RunDir:
         self.root.mkdir(parents=True, exist_ok=True)
         self._state_path = self.root / "state.json"
         self._done: dict[str, Any] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-read `state.json` (processes other than 0 do after each stage: only process 0 writes it)."""
         if self._state_path.exists():
             self._done = json.loads(self._state_path.read_text(encoding="utf-8")).get("completed", {})
 
@@ -80,8 +84,9 @@ class RunDir:
         return self.root / f"iter_{k}"
 
     # -- config ---------------------------------------------------------------------------------------
-    def check_config(self, config_text: str, allow_change: bool = False) -> None:
-        """Store the run's config on first use; refuse a different one later unless `allow_change`."""
+    def check_config(self, config_text: str, allow_change: bool = False, write: bool = True) -> None:
+        """Store the run's config on first use (if `write`: process 0 only); refuse a different one later unless
+        `allow_change`."""
         path = self.root / "config.gin"
         if path.exists():
             old = path.read_text(encoding="utf-8")
@@ -91,10 +96,18 @@ class RunDir:
                         f"{self.root} was started with another configuration (see {path}); resume with the same "
                         "gin files and flags, use a new --run_dir, or pass --gin.ALLOW_CONFIG_CHANGE=True"
                     )
-                atomic_write_text(self.root / "config.previous.gin", old)
-        atomic_write_text(path, config_text)
+                if write:
+                    atomic_write_text(self.root / "config.previous.gin", old)
+        if write:
+            atomic_write_text(path, config_text)
 
 
 def shard_name(process_index: int, shard: int) -> str:
     """File name of one shard; it carries the process index so hosts never write the same file."""
     return f"shard-p{process_index:03d}-{shard:05d}.jsonl.gz"
+
+
+def shard_order(name: str) -> tuple[int, int]:
+    """(shard, process index) of a `shard_name`: the order of the shards whichever process wrote them."""
+    _, process, shard = name.split(".")[0].split("-")
+    return int(shard), int(process[1:])

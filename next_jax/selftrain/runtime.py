@@ -1,6 +1,12 @@
-"""One decoder on one mesh that both fine-tunes and samples: a `Trainer` (one compiled step for every
-training stage of the run) and a `Sampler` (compiled once per shape; new parameters go in as arguments,
-device to device, never through host memory or disk)."""
+"""One decoder that both fine-tunes and samples: a `Trainer` (one compiled step for every training stage of
+the run) and a `Sampler` (compiled once per shape; new parameters go in as arguments, device to device, never
+through host memory or disk).
+
+Training is one SPMD program over every process's devices. Sampling is per process: each samples its own
+share of the problems on its own devices (a mesh over `jax.local_devices()`) from a whole copy of the
+parameters, so processes never wait for each other while sampling and may make different numbers of
+sampler calls. The model must therefore fit one host's devices for sampling. With one process both meshes
+are the same."""
 
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ from flax import nnx
 
 from next_jax.decode.sampler import Sampler
 from next_jax.models.mesh import create_mesh
+from next_jax.parallel import distributed
+from next_jax.parallel.placement import local_replica
 from next_jax.train.checkpoints import restore_params, save_params
 from next_jax.train.metric_writers import ConsoleWriter, MultiWriter, TensorBoardWriter
 from next_jax.train.trainer import Trainer
@@ -32,7 +40,8 @@ class ModelRuntime:
         self.config = model.config
         self.trainer = Trainer(model, self.mesh)
         pad = vocabulary.pad_id if vocabulary.pad_id is not None else 0
-        self.sampler = Sampler(model, eos_id=vocabulary.eos_id, pad_id=pad, mesh=self.mesh,
+        self.sample_mesh = self.mesh if jax.process_count() == 1 else process_mesh(self.mesh)
+        self.sampler = Sampler(model, eos_id=vocabulary.eos_id, pad_id=pad, mesh=self.sample_mesh,
                                length_buckets=length_buckets)
         self.show_progress = show_progress
         self.initial_params = self.copy_params()
@@ -42,7 +51,8 @@ class ModelRuntime:
         return jax.tree.map(jnp.copy, self.trainer.state.params)
 
     def sample_with(self, params: dict) -> None:
-        self.sampler.set_params(params)
+        """Sample from `params` (laid out like the trainer's); every process calls this alike."""
+        self.sampler.set_params(local_replica(params, self.sample_mesh))
 
     def train(self, params: dict, batches_fn, *, num_steps: int, directory: Path, log_dir: Path,
               on_step=None) -> dict:
@@ -52,8 +62,8 @@ class ModelRuntime:
         resumed = self.trainer.restore_latest()
         if resumed:
             log.info("resuming training in %s from step %d", directory, resumed)
-        writers = [TensorBoardWriter(str(log_dir))]
-        if self.show_progress:
+        writers = [TensorBoardWriter(str(log_dir))] if distributed.is_main() else []
+        if self.show_progress and distributed.is_main():
             writers.append(ConsoleWriter(num_steps, initial_step=self.trainer.step, print_every=max(1, num_steps // 5)))
         writer = MultiWriter(writers)
         try:
@@ -66,8 +76,10 @@ class ModelRuntime:
 
     @staticmethod
     def save(params: dict, path: Path) -> None:
-        if path.exists():  # a save whose stage was never recorded complete: redo it
+        """Write `params` to `path` (every process calls this: each writes the pieces its devices hold)."""
+        if distributed.is_main() and path.exists():  # a save whose stage was never recorded complete: redo it
             shutil.rmtree(path)
+        distributed.barrier(f"save {path.parent.name}/{path.name}")  # a name alike on every host
         save_params(path, params)
 
     def load(self, path: Path) -> dict:
@@ -75,5 +87,14 @@ class ModelRuntime:
         return restore_params(path, self.trainer.state.params)
 
     def model_with(self, params: dict) -> nnx.Module:
-        """A decoder holding `params` (for export)."""
-        return self.trainer.model_from(params)
+        """A decoder holding a copy of `params` on this process's devices (for export); every process calls
+        this alike."""
+        return self.trainer.model_from(local_replica(params, self.sample_mesh))
+
+
+def process_mesh(global_mesh: jax.sharding.Mesh) -> jax.sharding.Mesh:
+    """This process's sampling mesh: its own devices, data parallel, keeping the global mesh's `model` axis
+    where it divides them (a model split over chips for training stays split on one host)."""
+    devices = jax.local_devices()
+    model = global_mesh.shape["model"]
+    return create_mesh(data=-1, fsdp=1, model=model if len(devices) % model == 0 else 1, devices=devices)

@@ -7,6 +7,10 @@ samples a shard, writes `samples/<shard>`, and hands it to a verifier thread thr
 exists; on restart complete shards are skipped and a shard with samples but no verdicts is only verified,
 so every (problem, sample index) appears exactly once. The time the sampler spends blocked on the queue is
 reported as `sampler_wait_seconds`.
+
+With several processes each takes every `process_count`-th shard (`distributed.process_share`) and names its
+files by its process index; a shard holds the same problems whichever process samples it, so the split does
+not change what is sampled. `read_joined` reads every process's files.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from typing import Any, Protocol
 from next_jax.data.example import iter_jsonl, write_jsonl
 from next_jax.data.fix_check import candidate_for
 from next_jax.data.parsing import parse_completion
+from next_jax.parallel.distributed import process_share
 from next_jax.selftrain.faults import maybe_crash
 from next_jax.selftrain.records import Sample, verdict_record
-from next_jax.selftrain.rundir import shard_name
+from next_jax.selftrain.rundir import shard_name, shard_order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,10 +104,11 @@ def sample_and_verify(
     num_samples: int,
     queue_size: int = 2,
     process_index: int = 0,
+    process_count: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> StageStats:
-    """Sample and verify every shard not yet complete under `out_dir`; returns the stage's counts and times
-    (counts over all shards, complete ones included)."""
+    """Sample and verify this process's shards not yet complete under `out_dir`; returns the stage's counts
+    and times (counts over this process's shards, complete ones included)."""
     out_dir = Path(out_dir)
     start = time.perf_counter()
     stats = StageStats()
@@ -129,9 +135,11 @@ def sample_and_verify(
                 failure.append(e)
 
     thread = threading.Thread(target=verifier, name="selftrain-verify", daemon=True)
+    mine = process_share(len(shards), process_index=process_index, process_count=process_count)
     thread.start()
     try:
-        for i, shard in enumerate(shards):
+        for i in mine:
+            shard = shards[i]
             if failure:
                 break
             name = shard_name(process_index, i)
@@ -156,7 +164,7 @@ def sample_and_verify(
         thread.join()
     if failure:
         raise failure[0]
-    for i, _ in enumerate(shards):
+    for i in mine:
         name = shard_name(process_index, i)
         for rec in iter_jsonl(out_dir / "samples" / name):
             stats.samples += 1
@@ -167,10 +175,10 @@ def sample_and_verify(
 
 
 def read_joined(out_dir: str | Path) -> list[tuple[Sample, dict[str, Any]]]:
-    """Every sample of a stage with its verdict record, in shard order."""
+    """Every sample of a stage (every process's shards) with its verdict record, in shard order."""
     out_dir = Path(out_dir)
     joined = []
-    for samples_path in sorted((out_dir / "samples").glob("*.jsonl.gz")):
+    for samples_path in sorted((out_dir / "samples").glob("*.jsonl.gz"), key=lambda p: shard_order(p.name)):
         verdicts = {(r["example_id"], r["index"]): r for r in iter_jsonl(out_dir / "verdicts" / samples_path.name)}
         for d in iter_jsonl(samples_path):
             s = Sample.from_json(d)

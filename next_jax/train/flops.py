@@ -50,12 +50,13 @@ def count_params(tree) -> int:
 def measure_matmul_flops(
     dim: int = 2048, dtype=jnp.float32, repeats: int = 5, device: jax.Device | None = None
 ) -> float:
-    """Best sustained FLOP/s of a jitted square `dim` x `dim` matmul on `device` (default: first device).
+    """Best sustained FLOP/s of a jitted square `dim` x `dim` matmul on `device` (default: this process's
+    first device).
 
     This is the ceiling that MFU is reported against on CPU, where there is no published peak: the
     fraction of the machine's own dense-matmul speed that training achieves.
     """
-    device = device or jax.devices()[0]
+    device = device or jax.local_devices()[0]  # jax.devices()[0] may be another process's
     key_a, key_b = jax.random.split(jax.random.key(0))
     a = jax.device_put(jax.random.normal(key_a, (dim, dim), dtype), device)
     b = jax.device_put(jax.random.normal(key_b, (dim, dim), dtype), device)

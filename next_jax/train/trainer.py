@@ -18,6 +18,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from next_jax import host_memory
 from next_jax.models import partitioning
 from next_jax.models.mesh import create_mesh
+from next_jax.parallel.placement import place
 from next_jax.train import checkpoints, flops, optimizers, state_sharding, step_builder
 from next_jax.train.metric_writers import MetricWriter
 from next_jax.train.train_step import TrainState
@@ -86,14 +87,14 @@ class Trainer:
         self._graphdef, self._rest = self._parts.graphdef, self._parts.rest
         self.param_shardings = self._parts.param_shardings
         self.state_shardings = self._parts.state_shardings
-        params = jax.device_put(
+        params = place(
             jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), nnx.state(model, nnx.Param).to_pure_dict()),
             self.param_shardings,
         )
         self.num_params = flops.count_params(params)
         init_opt = jax.jit(self.optimizer.init, out_shardings=self.state_shardings.opt_state)
         self.state = TrainState(
-            step=jax.device_put(jnp.zeros((), jnp.int32), self.state_shardings.step),
+            step=place(jnp.zeros((), jnp.int32), self.state_shardings.step),
             params=params,
             opt_state=init_opt(params),
         )
@@ -135,8 +136,9 @@ class Trainer:
         return self._jitted[key]
 
     def put_batch(self, batch: Mapping[str, Any]) -> dict[str, jax.Array]:
-        """Host arrays -> device arrays split over the data-parallel axes."""
-        return jax.device_put({k: np.asarray(v) for k, v in batch.items()}, self._batch_shardings(batch))
+        """Host arrays -> device arrays split over the data-parallel axes. With several processes every one
+        passes the same global batch and contributes the rows its devices hold."""
+        return place({k: np.asarray(v) for k, v in batch.items()}, self._batch_shardings(batch))
 
     # ----- stepping -----------------------------------------------------------------------------
 
@@ -237,12 +239,12 @@ class Trainer:
         # that every iteration restarts from).
         params = jax.tree.map(
             jnp.copy,
-            jax.device_put(jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params), self.param_shardings),
+            place(jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params), self.param_shardings),
         )
         init_opt = jax.jit(self.optimizer.init, out_shardings=self.state_shardings.opt_state)
         replicated = NamedSharding(self.mesh, PartitionSpec())
         self.state = TrainState(
-            step=jax.device_put(jnp.zeros((), jnp.int32), replicated),
+            step=place(jnp.zeros((), jnp.int32), replicated),
             params=params,
             opt_state=init_opt(params),
         )
