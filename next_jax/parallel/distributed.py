@@ -34,7 +34,7 @@ def initialize(
     process_index: int | None = None,
     *,
     coordinator_bind_address: str | None = None,
-    heartbeat_timeout_s: int = DEFAULT_HEARTBEAT_TIMEOUT_S,
+    heartbeat_timeout_s: int | None = None,
     initialization_timeout_s: int = 300,
 ) -> None:
     """Join the run's processes; a no-op for one process off TPU.
@@ -42,19 +42,23 @@ def initialize(
     Give all three of `coordinator_address`, `process_count` and `process_index`, or none. Cluster
     auto-detection is switched off for an explicit cluster, so the flags alone decide it. The coordinator
     (process 0) listens on `coordinator_bind_address` (default: jax's, every interface on the port).
+    `heartbeat_timeout_s` defaults to `DEFAULT_HEARTBEAT_TIMEOUT_S` for an explicit cluster and to jax's own
+    (100 s) on a TPU slice.
     """
     given = [coordinator_address is not None, process_count is not None, process_index is not None]
     if any(given) and not all(given):
         raise ValueError("give all of --coordinator_address, --process_count and --process_index, or none")
     if not any(given):
         if _on_cloud_tpu_vm():
-            jax.distributed.initialize()
+            jax.distributed.initialize(**({"heartbeat_timeout_seconds": heartbeat_timeout_s}
+                                          if heartbeat_timeout_s else {}))
             log.info("joined the TPU slice as process %d of %d", jax.process_index(), jax.process_count())
         return
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index {process_index} is not in [0, {process_count})")
     if process_count == 1:
         return
+    heartbeat_timeout_s = heartbeat_timeout_s or DEFAULT_HEARTBEAT_TIMEOUT_S
     jax.distributed.initialize(
         coordinator_address,
         process_count,

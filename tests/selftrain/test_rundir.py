@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from next_jax.selftrain.rundir import ConfigMismatchError, RunDir, atomic_write_text, shard_name
+from next_jax.selftrain.rundir import ConfigMismatchError, RunDir, atomic_write_text, shard_name, shard_order
 
 
 def test_stages_persist_and_state_is_written_atomically(tmp_path):
@@ -47,3 +47,10 @@ def test_atomic_write_leaves_the_old_file_on_failure(tmp_path, monkeypatch):
 def test_shard_names_carry_the_process_index():
     assert shard_name(3, 12) == "shard-p003-00012.jsonl.gz"
     assert sorted([shard_name(0, 10), shard_name(0, 9)]) == [shard_name(0, 9), shard_name(0, 10)]
+
+
+def test_shards_order_by_shard_then_process_whoever_wrote_them():
+    names = [shard_name(1, 1), shard_name(0, 2), shard_name(0, 0), shard_name(1, 3), shard_name(0, 10)]
+    assert sorted(names, key=shard_order) == [shard_name(0, 0), shard_name(1, 1), shard_name(0, 2), shard_name(1, 3),
+                                              shard_name(0, 10)]
+    assert shard_order(shard_name(7, 42)) == (42, 7)
