@@ -21,10 +21,13 @@ REPO = Path(__file__).resolve().parents[2]
 HEARTBEAT_S = 10
 # The smoke config made smaller still: no control arm, no no-trace arm, and eval shards of 8 so that both
 # processes sample part of the 16 dev problems (the pool's 32 problems are two shards of 16: one each).
+# Checkpoints every 2 steps, so a run killed mid-training resumes from one.
 SHRINK = ("--gin.self_train.control=False", "--gin.EvalSettings.notrace=False", "--gin.EvalSettings.shard_size=8",
-          "--gin.self_train.show_progress=False")
+          "--gin.self_train.show_progress=False", "--gin.Trainer.save_every=2")
 # Process 1's pool shard is written, its verdicts not: the kill lands mid-iteration, between two barriers.
 CRASH_POINT = "samples:iter_0:shard-p001-00001.jsonl.gz"
+# After fine-tuning step 3 (checkpoint at step 2): both resume from the multi-host orbax checkpoint.
+TRAIN_CRASH_POINT = "train:iter_0:3"
 
 pytestmark = pytest.mark.slow
 
@@ -130,8 +133,13 @@ def test_a_killed_process_stops_the_other_and_both_resume(reference, tmp_path):
     assert not (run_dir / "state.json").exists() or "iter_0/sample" not in json.loads(
         (run_dir / "state.json").read_text())["completed"]
 
+    crashed = run_two(run_dir, crash_at=TRAIN_CRASH_POINT)
+    assert crashed[1]["rc"] == -9 and crashed[0]["rc"] != 0, crashed[0]["log"][-3000:] + crashed[1]["log"][-3000:]
+    assert (run_dir / "iter_0" / "checkpoints" / "2").exists()  # the step both processes saved
+
     resumed = run_two(run_dir)
     assert [p["rc"] for p in resumed] == [0, 0], resumed[0]["log"][-3000:] + resumed[1]["log"][-3000:]
+    assert "resuming training" in resumed[0]["log"]
     assert_same_run(run_dir, reference)
     keys = [(json.loads(line)["example_id"], json.loads(line)["index"])
             for f in (run_dir / "iter_0" / "verdicts").glob("*.gz") for line in gzip.open(f, "rt")]
