@@ -274,10 +274,10 @@ class Loop:
                     generate=self.train_generator("train", k), verify=self.verify,
                     num_samples=s.num_samples, queue_size=s.queue_size, progress=bar, **self.share,
                 )
-            # The slowest process's times; the counts from every process's shards, once all are written.
+            # The slowest process's times. The gather is collective: when it returns, every process has
+            # written its shards, so the counts below come from all of them.
             seconds = distributed.allgather([stats.sample_seconds, stats.verify_seconds,
                                              stats.sampler_wait_seconds]).max(axis=0)
-            distributed.barrier(f"{name} samples")
             joined = read_joined(directory)
             solved = {sv.example_id for sv, v in joined if v["status"] == "pass"}
             return {"problems": len(problems), "samples": len(joined),
