@@ -39,12 +39,16 @@ class Child:
     """A confined process: its channel, captured output (drained while its channel is waited on), pid and exit
     report."""
 
-    def __init__(self, channel: Channel, status_fd: int, kill_fd: int, workdir: str | None) -> None:
+    def __init__(self, channel: Channel, status_fd: int, kill_fd: int, workdir: str | None,
+                 swept_by_uid: bool = False) -> None:
         assert channel.output is not None
         self.channel, self.output = channel, channel.output
         self._status, self._kill = status_fd, kill_fd
         self._status_buf = b""
         self.workdir = workdir
+        # Without a pid namespace the zygote ends a child by killing every process of its uid once it is reaped;
+        # a next child of the same uid must not start before that sweep, or the sweep takes it too.
+        self.swept_by_uid = swept_by_uid
         self.pid: int | None = None
         self.exit: dict | None = None
         self._kill_lock = threading.Lock()  # kill() may come from another thread (a stream's cancel)
@@ -111,7 +115,11 @@ class Child:
         """Kill now and release without waiting: the zygote reaps the child (its exit report goes unread).
 
         A host work dir (no mount namespace) may only be removed once the child is gone: that waits in the
-        background."""
+        background. A child swept by uid is waited for here: its exit report comes after the sweep, so the next
+        child of its uid is spawned only once the sweep is over."""
+        if self.swept_by_uid:
+            self.close()
+            return
         self.kill()
         if self.workdir:
             _REAPER.submit(self.close)
@@ -204,7 +212,7 @@ class Zygote:
             comm_parent.close()
             raise SandboxError(f"spawn refused: {reply}")
         child = Child(Channel(comm_parent.detach(), config.max_frame, OutputBuffer(out_r, config.output_cap)),
-                      status_r, kill_w, workdir)
+                      status_r, kill_w, workdir, swept_by_uid="pid" not in self.capabilities.get("namespaces", []))
         try:
             child.wait_started(deadline)
             try:

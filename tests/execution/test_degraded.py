@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import os
 import string
+import time
 from collections.abc import Iterator
 
 import pytest
 from sandbox_checks import HONEST
 from test_adversarial import CASES
 
+from next_jax.execution.isolation import Limits
 from next_jax.execution.pool import VerificationPool
+from next_jax.execution.sandbox import SpawnConfig, Zygote
 
 DEGRADED = ("loop_in_call", "loop_signals_blocked", "sleep_forever", "fork_bomb", "threads_left_running",
             "daemon_double_fork_setsid", "kill_minus_1", "kill_host_pids", "raise_rlimits", "run_commands",
@@ -40,6 +43,27 @@ def bare_pool(checks) -> Iterator[VerificationPool]:
 def test_degraded_pool_says_what_it_lacks(bare_pool):
     assert "namespaces=none" in bare_pool.isolation
     assert [v.status for v in bare_pool.verify([HONEST, HONEST])] == ["pass", "pass"]
+
+
+def test_next_child_of_a_uid_outlives_the_sweep_of_the_last(checks):
+    """Without a pid namespace a finished child's uid is swept once it is reaped; the child after it, same uid,
+    must not be spawned before that sweep (it used to be, and died in set-up or mid-run: a lost honest verdict).
+    A child holding memory takes long enough to die to open that window every time."""
+    uid = checks.uid_base + 6  # the bare pool's candidate uid, idle between its tests
+    zygote = Zygote(namespaces=())
+    config = SpawnConfig(Limits(), uid, uid)
+    try:
+        for _ in range(10):
+            with zygote.spawn("candidate", config) as heavy:
+                heavy.channel.send({"op": "load", "code": "held = [bytearray(1 << 20) for _ in range(60)]"})
+                assert "names" in heavy.channel.recv(time.monotonic() + 10)
+            light = zygote.spawn("candidate", config)
+            light.channel.send({"op": "load", "code": "y = 1"})
+            assert "names" in light.channel.recv(time.monotonic() + 10)
+            light.close()
+    finally:
+        zygote.close()
+    checks.nothing_left_running(uid_base=checks.uid_base + 6, workers=1)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.name in DEGRADED], ids=lambda c: c.name)
