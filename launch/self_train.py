@@ -1,13 +1,15 @@
 """NExT self-training: `python launch/self_train.py --gin_file=gin/experiments/tiny_cpu.gin [--gin_file=...]
-[--gin.NAME=VALUE ...] [--gin_search_paths=DIR,...] [--run_dir=DIR]`.
+[--gin.NAME=VALUE ...] [--gin_search_paths=DIR,...] [--run_dir=DIR|URL] [--local_cache_dir=DIR]`.
 
 T5X's flag conventions. Running the same command on an existing run directory resumes it; a different
 configuration there is refused unless `--gin.ALLOW_CONFIG_CHANGE=True`. The loop lives in
-`next_jax.selftrain`; this file only parses flags.
+`next_jax.selftrain`; this file only parses flags. A URL run directory (`gs://bucket/run`, any fsspec URL)
+runs in a local cache mirrored to it after every stage (`next_jax/selftrain/run_mirror.py`).
 
 Several hosts: run the same command on each, one process per host. A Cloud TPU slice needs no more flags;
 elsewhere add `--coordinator_address=HOST:PORT --process_count=N --process_index=I` (I = 0 on HOST), and the
-run directory must be one filesystem that every host sees (see docs/selftrain.md).
+run directory (or, for a URL, `--local_cache_dir`) must be one filesystem that every host sees (see
+docs/selftrain.md).
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gin_file", action="append", default=[], help="gin file (repeatable)")
     parser.add_argument("--gin_search_paths", default="", help="comma-separated directories for gin includes")
-    parser.add_argument("--run_dir", default=None, help="run directory (default: gin RUN_DIR or runs/<config>)")
+    parser.add_argument("--run_dir", default=None,
+                        help="run directory or URL, e.g. gs://bucket/run (default: gin RUN_DIR or runs/<config>)")
+    parser.add_argument("--local_cache_dir", default=None,
+                        help="where a URL run directory is worked on locally (default: ~/.cache/next-jax/runs/"
+                             "<hash of the URL>/<name>; with several processes, give one that every host sees)")
     parser.add_argument("--coordinator_address", default=None, help="HOST:PORT of process 0 (several hosts)")
     parser.add_argument("--process_count", type=int, default=None, help="number of processes (hosts)")
     parser.add_argument("--process_index", type=int, default=None, help="this process's index, 0..N-1")
@@ -70,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run_from_flags(args.gin_file, bindings, search_paths=[p for p in args.gin_search_paths.split(",") if p]
-                       + [str(REPO)], run_dir=args.run_dir)
+                       + [str(REPO)], run_dir=args.run_dir, local_cache_dir=args.local_cache_dir)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -63,12 +63,14 @@ def evaluate_arm(
     process_index: int = 0,
     process_count: int = 1,
     wait: Callable[[], None] = lambda: None,
+    on_written: Callable[[Path], None] | None = None,
 ) -> dict[str, Any]:
     """EVAL of one model on one prompt arm: {"problems", "greedy_fix_rate", "greedy_fix_rate_stderr",
     "pass_at_k", "statuses", "trace_share"}. `make_generate(temperature, purpose)` gives a sampler.
-    `wait()` returns once every process has written its shards (a barrier)."""
+    `wait()` returns once every process has written its shards (a barrier); `on_written(path)` is called with
+    each shard file written."""
     shards = shards_of(problems, settings.shard_size, length)
-    share = dict(process_index=process_index, process_count=process_count)
+    share = dict(process_index=process_index, process_count=process_count, on_written=on_written)
     sample_and_verify(shards, out_dir / "greedy", iteration=0, generate=make_generate(0.0, "greedy"),
                       verify=verify, num_samples=1, progress=progress, **share)
     if settings.num_samples > 0:

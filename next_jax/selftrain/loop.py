@@ -8,6 +8,10 @@ Several processes (one per host, `next_jax.parallel.distributed`) run the same l
 program over all their devices; each samples and verifies its share of the problems; only process 0 writes
 shared files (state, data, kept records, summary). Every stage ends at a barrier, after which the others
 re-read the state, so all agree on what is done and a restarted run resumes alike on every host.
+
+A URL run directory (`run_mirror.py`): the loop runs in its local cache, and process 0 pushes the cache to
+the URL after every stage's barrier (when every process's files of the stage are written) and each completed
+shard of its own at once.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from next_jax.selftrain.generation import SamplerGenerate
 from next_jax.selftrain.model_setup import build_runtime
 from next_jax.selftrain.progress import Progress
 from next_jax.selftrain.records import sampling_seed
+from next_jax.selftrain.run_mirror import RunMirror
 from next_jax.selftrain.rundir import RunDir
 from next_jax.selftrain.sample_verify import Problem, read_joined, sample_and_verify, shards_of
 from next_jax.selftrain.settings import (
@@ -55,10 +60,13 @@ class Loop:
     """One run's state between stages: run directory, problems, renderer, runtime, pool."""
 
     def __init__(self, run: RunDir, *, seed: int, trace_format: str, problems_factory: Callable,
-                 pool_factory: Callable[[], Any], show_progress: bool) -> None:
+                 pool_factory: Callable[[], Any], show_progress: bool, mirror: RunMirror | None = None) -> None:
         self.run, self.seed, self.trace_format = run, seed, trace_format
         self.main, self.share = distributed.is_main(), dict(process_index=jax.process_index(),
                                                              process_count=jax.process_count())
+        self.mirror = mirror if self.main else None
+        # Sample and verdict shards go to the URL as they complete (a killed host loses at most one).
+        self.on_written = self.mirror.push_file if self.mirror else None
         self.sample_settings, self.hard = SampleSettings(), HardSubsetSettings()
         self.filter_settings, self.finetune, self.eval_settings = FilterSettings(), FinetuneSettings(), EvalSettings()
         self.progress = Progress(enabled=show_progress and self.main)
@@ -146,8 +154,11 @@ class Loop:
         return self._params[name]
 
     def sync(self, name: str) -> None:
-        """Wait for every process; the others then re-read the stages process 0 recorded."""
+        """Wait for every process; the others then re-read the stages process 0 recorded. With a URL run
+        directory process 0 then pushes the stage (after the barrier: every process's files are written)."""
         distributed.barrier(name)
+        if self.mirror is not None:
+            self.mirror.push()
         if not self.main:
             self.run.reload()
 
@@ -216,7 +227,8 @@ class Loop:
                     results[arm] = evaluate_arm(
                         problems, self.run.path(name, "eval", arm), settings=self.eval_settings, make_generate=make,
                         verify=self.verify, length=self.count, trace_share=share, progress=bar,
-                        wait=lambda a=arm: distributed.barrier(f"eval {name} {a}"), **self.share,
+                        wait=lambda a=arm: distributed.barrier(f"eval {name} {a}"), on_written=self.on_written,
+                        **self.share,
                     )
             return {"eval": results}
 
@@ -245,7 +257,8 @@ class Loop:
             with self.progress.bar("hard subset", len(problems)) as bar:
                 sample_and_verify(shards_of(problems, self.sample_settings.shard_size, self.count), out, iteration=0,
                                   generate=self.train_generator("hard", 0), verify=self.verify,
-                                  num_samples=self.hard.num_samples, progress=bar, **self.share)
+                                  num_samples=self.hard.num_samples, progress=bar, on_written=self.on_written,
+                                  **self.share)
             distributed.barrier("hard_subset samples")
             passed: dict[str, list[bool]] = {}
             for s, v in read_joined(out):
@@ -272,7 +285,8 @@ class Loop:
                 stats = sample_and_verify(
                     shards_of(problems, s.shard_size, self.count), directory, iteration=k,
                     generate=self.train_generator("train", k), verify=self.verify,
-                    num_samples=s.num_samples, queue_size=s.queue_size, progress=bar, **self.share,
+                    num_samples=s.num_samples, queue_size=s.queue_size, progress=bar, on_written=self.on_written,
+                    **self.share,
                 )
             # The slowest process's times. The gather is collective: when it returns, every process has
             # written its shards, so the counts below come from all of them.
@@ -335,20 +349,22 @@ def self_train(
     reference_time_limits: bool = True,
     show_progress: bool = True,
     pool_factory: Callable[[], Any] | None = None,
+    mirror: RunMirror | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) self-training in `run_dir`; returns the summary written to `RUN/summary.json`.
 
     `problems` is a factory (gin: `@synthetic_problems` or `@mbpp_r_problems`, unevaluated) called once;
     `pool_factory` replaces the sandboxed verification pool (tests only). With `reference_time_limits`, each
     problem's fixes get `max(floor, factor x its reference's time)` (gin `time_limits.policy`) instead of
-    `pool_timeout`.
+    `pool_timeout`. `mirror` (process 0 of a URL run directory, `run_mirror.py`) pushes `run_dir`, its local
+    cache, to the URL after every stage and at the end.
     """
-    run = RunDir(run_dir)
+    run = RunDir(run_dir, label=mirror.url if mirror is not None else None)
     distributed.barrier("start")  # every process has read state.json before process 0 writes it again
     # The gin-selected backend (`pool_backend`: local by default, or Ray), same interface either way.
     factory = pool_factory or (lambda: make_pool(workers=pool_workers, timeout=pool_timeout))
     loop = Loop(run, seed=seed, trace_format=trace_format, problems_factory=problems, pool_factory=factory,
-                show_progress=show_progress)
+                show_progress=show_progress, mirror=mirror)
     try:
         base = BaseModelSettings()
         if reference_time_limits:
@@ -371,7 +387,13 @@ def self_train(
             loop.timed("export_best", lambda: _export(loop, best))
         summary = build_summary(run, seed=seed, num_iterations=num_iterations)
         publish(run, summary, final=True)
+        if loop.mirror is not None:
+            loop.mirror.push()
         return summary
+    except BaseException:
+        if loop.mirror is not None:
+            loop.mirror.push_best_effort()  # shards and stages done so far; state.json still last
+        raise
     finally:
         loop.close()
 

@@ -24,20 +24,21 @@ from next_jax.selftrain.summary_table import SummaryTable, summary_table
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, *, max_problems: int = 200,
                  max_samples_per_problem: int = 8, max_chars: int = 20_000,
-                 figure_png: bytes | None = None) -> Path:
+                 figure_png: bytes | None = None, run_name: str | None = None) -> Path:
     """Write the run's report (default RUN/report.html) and return its path.
 
     At most `max_problems` problems (a fixed hash-ordered choice, so reruns show the same ones) and, per problem
     and iteration, `max_samples_per_problem` samples (statuses taken in turn so passes and failures both show)
     go into the page; strings are cut at `max_chars`. The page says how much was left out. `figure_png`: the
-    fix-rate figure when the caller has drawn it already (default: drawn here).
+    fix-rate figure when the caller has drawn it already (default: drawn here). `run_name` (default: the
+    directory's name) heads the page.
     """
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "report.html"
     summary = _read_summary(run_dir)
     data = collect_samples(run_dir, max_problems=max_problems, max_samples_per_problem=max_samples_per_problem,
                            max_chars=max_chars)
-    page = render_page(summary, data, figure_png=figure_png or _figure_png(summary), run_name=run_dir.resolve().name)
+    page = render_page(summary, data, figure_png=figure_png or _figure_png(summary), run_name=run_name or run_dir.resolve().name)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(page, encoding="utf-8")

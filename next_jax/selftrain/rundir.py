@@ -47,8 +47,11 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 class RunDir:
     """A self-training run directory and its completed-stage record."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, label: str | None = None) -> None:
         self.root = Path(root).resolve()  # orbax wants absolute checkpoint paths
+        # How messages and the summary name the run: a URL's, not its local cache's, when `root` is one.
+        self.label = label or str(self.root)
+        self.name = self.label.rstrip("/").rsplit("/", 1)[-1]
         self.root.mkdir(parents=True, exist_ok=True)
         self._state_path = self.root / "state.json"
         self._done: dict[str, Any] = {}
@@ -93,7 +96,7 @@ class RunDir:
             if old != config_text:
                 if not allow_change:
                     raise ConfigMismatchError(
-                        f"{self.root} was started with another configuration (see {path}); resume with the same "
+                        f"{self.label} was started with another configuration (see {path}); resume with the same "
                         "gin files and flags, use a new --run_dir, or pass --gin.ALLOW_CONFIG_CHANGE=True"
                     )
                 if write:

@@ -106,9 +106,12 @@ def sample_and_verify(
     process_index: int = 0,
     process_count: int = 1,
     progress: Callable[[int], None] | None = None,
+    on_written: Callable[[Path], None] | None = None,
 ) -> StageStats:
     """Sample and verify this process's shards not yet complete under `out_dir`; returns the stage's counts
-    and times (counts over this process's shards, complete ones included)."""
+    and times (counts over this process's shards, complete ones included). `on_written(path)` is called with
+    each samples and verdicts file once written (from the sampling and the verifying thread: it must be
+    thread-safe), e.g. to upload it (`run_mirror.py`)."""
     out_dir = Path(out_dir)
     start = time.perf_counter()
     stats = StageStats()
@@ -129,6 +132,8 @@ def sample_and_verify(
                 maybe_crash(f"verdicts:{out_dir.name}:{name}")
                 write_jsonl(out_dir / "verdicts" / name, records)
                 stats.verify_seconds += time.perf_counter() - t
+                if on_written is not None:
+                    on_written(out_dir / "verdicts" / name)
                 if progress is not None:
                     progress(len(shard))
             except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
@@ -155,6 +160,8 @@ def sample_and_verify(
                 samples = _samples_of(shard, generate(shard, num_samples), iteration)
                 write_jsonl(samples_path, (s.to_json() for s in samples))
                 stats.sample_seconds += time.perf_counter() - t
+                if on_written is not None:
+                    on_written(samples_path)
                 maybe_crash(f"samples:{out_dir.name}:{name}")
             t = time.perf_counter()
             handoff.put((shard, samples, name))  # blocks while the verifier is `queue_size` shards behind

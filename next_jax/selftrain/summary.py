@@ -22,7 +22,7 @@ def build_summary(run: RunDir, *, seed: int, num_iterations: int) -> dict[str, A
     base, control = _eval(run, "base"), _eval(run, "control")
     summary: dict[str, Any] = {
         "seed": seed,
-        "config_name": run.root.name,
+        "config_name": run.name,
         "base": base.get("dev"), "base_notrace": base.get("dev_notrace"),
         "control": control.get("dev"), "control_notrace": control.get("dev_notrace"),
         "dev_floor": ({k: v for k, v in run.result("dev_floor").items() if k != "seconds"}
@@ -90,7 +90,7 @@ def publish(run: RunDir, summary: dict[str, Any], *, final: bool) -> None:
 
         png = plots.fix_rate_png(summary)  # drawn once: written to fix_rate.png and embedded in the report
         atomic_write_bytes(run.path("fix_rate.png"), png)
-        report.write_report(run.root, figure_png=png)
+        report.write_report(run.root, figure_png=png, run_name=run.name)
     except Exception as e:  # noqa: BLE001 - a figure or page must never fail a finished run
         log.warning("could not write the plot/report: %s: %s", type(e).__name__, e)
     if final:

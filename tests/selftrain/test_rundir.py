@@ -54,3 +54,11 @@ def test_shards_order_by_shard_then_process_whoever_wrote_them():
     assert sorted(names, key=shard_order) == [shard_name(0, 0), shard_name(1, 1), shard_name(0, 2), shard_name(1, 3),
                                               shard_name(0, 10)]
     assert shard_order(shard_name(7, 42)) == (42, 7)
+
+
+def test_a_url_names_the_run_whose_local_cache_it_is(tmp_path):
+    run = RunDir(tmp_path / "cache", label="gs://bucket/runs/tiny_cpu_s0/")
+    assert run.name == "tiny_cpu_s0" and RunDir(tmp_path / "plain").name == "plain"
+    run.check_config("a = 1\n")
+    with pytest.raises(ConfigMismatchError, match="^gs://bucket/runs/tiny_cpu_s0/ was started"):
+        run.check_config("a = 2\n")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import os
 import subprocess
@@ -18,7 +19,7 @@ SMOKE = "gin/experiments/tiny_cpu_smoke.gin"
 BINDINGS = ("--gin.Trainer.save_every=2",)
 
 
-def launch(run_dir: Path, *extra: str, crash_at: str | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+def launch(run_dir: Path | str, *extra: str, crash_at: str | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("NEXT_JAX_SELFTRAIN_CRASH_AT", None)
     if crash_at:
@@ -95,6 +96,9 @@ def test_bad_input_gets_a_clear_error(tmp_path):
     assert typo.returncode == 2 and "bad gin configuration" in typo.stderr and "FinetuneSetings" in typo.stderr
     missing = launch(tmp_path / "b", "--gin_file=gin/experiments/no_such.gin")
     assert missing.returncode == 2 and "no_such.gin" in missing.stderr
+    if importlib.util.find_spec("gcsfs") is None:  # without the gcs extra, gs:// names it
+        gs = launch("gs://no-such-bucket/run", f"--local_cache_dir={tmp_path / 'cache'}")
+        assert gs.returncode == 2 and "pip install -e '.[gcs]'" in gs.stderr, gs.stderr[-2000:]
 
 
 CRASH_POINTS = (
@@ -120,3 +124,45 @@ def test_kill_minus_nine_anywhere_then_resume_gives_the_same_run(finished, tmp_p
     keys = [(json.loads(line)["example_id"], json.loads(line)["index"])
             for f in sorted((run_dir / "iter_0" / "verdicts").glob("*.gz")) for line in gzip.open(f, "rt")]
     assert len(keys) == len(set(keys)) == 64
+
+
+def remote_files(root: Path) -> dict[str, int]:
+    """Relative path -> mtime_ns of every file under `root`."""
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_url_run_directory_resumes_from_the_remote_alone(finished, tmp_path):
+    """`--run_dir=file://...` (a URL: the run works in a local cache mirrored to it). Killed mid-evaluation,
+    then rerun on an empty cache, it resumes from what the remote holds and gives the local run; on a third
+    empty cache it refuses another config and finishes at once with the same config."""
+    reference, _ = finished
+    remote = tmp_path / "remote"
+    url = f"file://{remote}"
+    first_shard = "base/eval/dev/greedy/samples/shard-p000-00000.jsonl.gz"
+    crashed = launch(url, f"--local_cache_dir={tmp_path / 'cache1'}",
+                     crash_at="verdicts:greedy:shard-p000-00000.jsonl.gz")  # base's evaluation
+    assert crashed.returncode == -9, crashed.stderr[-3000:]
+    done = json.loads((remote / "state.json").read_text())["completed"]
+    assert "base" in done and "base/eval" not in done
+    assert (remote / "base/params/_CHECKPOINT_METADATA").exists()  # pushed with its stage
+    assert (remote / first_shard).exists()  # pushed as soon as it was written
+    pushed_at = (remote / first_shard).stat().st_mtime_ns
+
+    resumed = launch(url, f"--local_cache_dir={tmp_path / 'cache2'}")
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    cache = tmp_path / "cache2"
+    for rel in ("state.json", "summary.json", "iter_0/kept.jsonl", "config.gin"):
+        assert (remote / rel).read_bytes() == (cache / rel).read_bytes(), rel
+    assert (remote / "iter_0/kept.jsonl").read_bytes() == (reference / "iter_0/kept.jsonl").read_bytes()
+    assert without_timings(summary(remote)) == without_timings(summary(reference))
+    assert (remote / first_shard).stat().st_mtime_ns == pushed_at  # reused from the remote, not sampled again
+    files = remote_files(remote)
+    assert not [f for f in files if f.endswith(".tmp") or "orbax-checkpoint-tmp" in f or "partial" in f]
+
+    other = launch(url, f"--local_cache_dir={tmp_path / 'cache3'}", "--gin.FinetuneSettings.steps=5")
+    assert other.returncode == 2 and "ALLOW_CONFIG_CHANGE" in other.stderr and url in other.stderr
+    again = launch(url, f"--local_cache_dir={tmp_path / 'cache3'}")
+    assert again.returncode == 0, again.stderr[-3000:]
+    # Nothing ran again: the stage record and the summary (timings included) are byte for byte the same.
+    assert (remote / "state.json").read_bytes() == (cache / "state.json").read_bytes()
+    assert (remote / "summary.json").read_bytes() == (cache / "summary.json").read_bytes()
