@@ -7,9 +7,9 @@ configuration there is refused unless `--gin.ALLOW_CONFIG_CHANGE=True`. The loop
 runs in a local cache mirrored to it after every stage (`next_jax/selftrain/run_mirror.py`).
 
 Several hosts: run the same command on each, one process per host. A Cloud TPU slice needs no more flags;
-elsewhere add `--coordinator_address=HOST:PORT --process_count=N --process_index=I` (I = 0 on HOST), and the
-run directory (or, for a URL, `--local_cache_dir`) must be one filesystem that every host sees (see
-docs/selftrain.md).
+elsewhere add `--coordinator_address=HOST:PORT --process_count=N --process_index=I` (I = 0 on HOST). The
+run directory is one filesystem that every host sees, or a gs:// URL (each host then keeps a cache of its own
+and orbax writes checkpoints to the URL; see docs/selftrain.md).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                         help="run directory or URL, e.g. gs://bucket/run (default: gin RUN_DIR or runs/<config>)")
     parser.add_argument("--local_cache_dir", default=None,
                         help="where a URL run directory is worked on locally (default: ~/.cache/next-jax/runs/"
-                             "<hash of the URL>/<name>; with several processes, give one that every host sees)")
+                             "<hash of the URL>/<name>; with several processes, process I works in its pIII subfolder)")
     parser.add_argument("--coordinator_address", default=None, help="HOST:PORT of process 0 (several hosts)")
     parser.add_argument("--process_count", type=int, default=None, help="number of processes (hosts)")
     parser.add_argument("--process_index", type=int, default=None, help="this process's index, 0..N-1")

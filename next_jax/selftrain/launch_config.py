@@ -40,22 +40,22 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str], search_paths: Seque
 
 
 def open_run(run_dir: str, local_cache_dir: str | None) -> tuple[str, run_mirror.RunMirror | None]:
-    """(local run directory, mirror or None): a URL is pulled into its local cache (by process 0, the others
-    wait), and the loop runs there; process 0 gets the mirror that pushes it back."""
+    """(local run directory, mirror or None): a URL is pulled into this process's local cache (one per
+    process with several), and the loop runs there with the mirror that pushes it back."""
     if not run_mirror.is_url(run_dir):
         if local_cache_dir:
             raise ConfigError("--local_cache_dir is only for a URL --run_dir (e.g. gs://bucket/run)")
         return run_dir, None
     try:
-        mirror = run_mirror.open_mirror(run_dir, local_cache_dir, process_count=jax.process_count())
-        if distributed.is_main():
-            mirror.pull()
+        mirror = run_mirror.open_mirror(run_dir, local_cache_dir, process_index=jax.process_index(),
+                                        process_count=jax.process_count())
+        mirror.pull()
     except run_mirror.MirrorError as e:
         raise ConfigError(str(e)) from None
     except OSError as e:  # unreadable remote, no permission, full disk
         raise ConfigError(f"could not pull {run_dir}: {type(e).__name__}: {e}") from None
     distributed.barrier("pull run directory")
-    return str(mirror.cache), (mirror if distributed.is_main() else None)
+    return str(mirror.cache), mirror
 
 
 def run_from_flags(gin_files: Sequence[str], bindings: Sequence[str], *, search_paths: Sequence[str],

@@ -9,9 +9,10 @@ program over all their devices; each samples and verifies its share of the probl
 shared files (state, data, kept records, summary). Every stage ends at a barrier, after which the others
 re-read the state, so all agree on what is done and a restarted run resumes alike on every host.
 
-A URL run directory (`run_mirror.py`): the loop runs in its local cache, and process 0 pushes the cache to
-the URL after every stage's barrier (when every process's files of the stage are written) and each completed
-shard of its own at once.
+A URL run directory (`run_mirror.py`): each process runs in a local cache of its own. After every stage's
+barrier (when every process's files of the stage are written) each pushes its files (process 0 the shared ones,
+`state.json` last), and after a second barrier the others download what they need; each pushes its completed
+shards at once. Orbax checkpoints and saved parameters go to the URL directly (`RunDir.checkpoint_path`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from next_jax.selftrain.settings import (
     SampleSettings,
 )
 from next_jax.selftrain.summary import best_iteration, build_summary, publish
+from next_jax.train import checkpoints
 from tasks.sources import repair_data_config, token_counter
 
 log = logging.getLogger(__name__)
@@ -64,7 +66,7 @@ class Loop:
         self.run, self.seed, self.trace_format = run, seed, trace_format
         self.main, self.share = distributed.is_main(), dict(process_index=jax.process_index(),
                                                              process_count=jax.process_count())
-        self.mirror = mirror if self.main else None
+        self.mirror = mirror
         # Sample and verdict shards go to the URL as they complete (a killed host loses at most one).
         self.on_written = self.mirror.push_file if self.mirror else None
         self.sample_settings, self.hard = SampleSettings(), HardSubsetSettings()
@@ -149,18 +151,27 @@ class Loop:
     def params(self, name: str) -> dict:
         """Parameters of a trained model ("base", "control", "iter_K"), from memory or its saved copy."""
         if name not in self._params:
-            path = self.run.path(name, "params")
-            self._params[name] = self.runtime.load(path) if path.exists() else self.runtime.initial_params
+            path = self.run.checkpoint_path(name, "params")
+            self._params[name] = self.runtime.load(path) if checkpoints.exists(path) else self.runtime.initial_params
         return self._params[name]
 
     def sync(self, name: str) -> None:
-        """Wait for every process; the others then re-read the stages process 0 recorded. With a URL run
-        directory process 0 then pushes the stage (after the barrier: every process's files are written)."""
+        """Wait for every process; the others then re-read the stages process 0 recorded (with a URL run
+        directory, after the stage's files are exchanged through it)."""
+        self.exchange(name)
+        if not self.main:
+            self.run.reload()
+
+    def exchange(self, name: str) -> None:
+        """Barrier `name`, after which every process sees every process's files so far: with a URL run
+        directory each pushes its own (after the barrier: all are written), and after a second barrier (every
+        push is complete) fetches the others'."""
         distributed.barrier(name)
         if self.mirror is not None:
             self.mirror.push()
-        if not self.main:
-            self.run.reload()
+            if jax.process_count() > 1:
+                distributed.barrier(f"{name} pushed")
+                self.mirror.refresh()
 
     def timed(self, stage: str, fn: Callable[[], Any], *, everywhere: bool = True) -> Any:
         """Run `fn` as `stage` unless complete (on every process, or only on process 0 unless `everywhere`);
@@ -183,16 +194,17 @@ class Loop:
         if self.main and not path.exists():
             write_jsonl(path, ({"id": ex.id, "prompt": self.renderer.prompt(ex, self.trace_format, self.problems.trusted).text,
                                 "target": self.renderer.target(ex)} for ex in examples))
-        distributed.barrier(f"demos {name}")
+        self.exchange(f"demos {name}")
         return path
 
     def train_stage(self, name: str, start: dict, paths: list[Path], steps: int, batch_size: int, seed_offset: int):
-        directory = self.run.path(name)
         batches = lambda: training_batches(  # noqa: E731
             f"selftrain_{name.replace('/', '_')}", paths, batch_size=batch_size, num_steps=steps,
             seed=self.seed * 1009 + seed_offset, vocabulary=self.vocab,
         )
-        metrics = self.runtime.train(start, batches, num_steps=steps, directory=directory,
+        metrics = self.runtime.train(start, batches, num_steps=steps,
+                                     checkpoint_dir=self.run.checkpoint_path(name, "checkpoints"),
+                                     params_dir=self.run.checkpoint_path(name, "params"),
                                      log_dir=self.run.path("tensorboard", name.replace("/", "_")),
                                      on_step=lambda step, _: maybe_crash(f"train:{name}:{step}"))
         self._params[name] = self.runtime.copy_params()
@@ -227,7 +239,7 @@ class Loop:
                     results[arm] = evaluate_arm(
                         problems, self.run.path(name, "eval", arm), settings=self.eval_settings, make_generate=make,
                         verify=self.verify, length=self.count, trace_share=share, progress=bar,
-                        wait=lambda a=arm: distributed.barrier(f"eval {name} {a}"), on_written=self.on_written,
+                        wait=lambda a=arm: self.exchange(f"eval {name} {a}"), on_written=self.on_written,
                         **self.share,
                     )
             return {"eval": results}
@@ -259,7 +271,7 @@ class Loop:
                                   generate=self.train_generator("hard", 0), verify=self.verify,
                                   num_samples=self.hard.num_samples, progress=bar, on_written=self.on_written,
                                   **self.share)
-            distributed.barrier("hard_subset samples")
+            self.exchange("hard_subset samples")
             passed: dict[str, list[bool]] = {}
             for s, v in read_joined(out):
                 passed.setdefault(s.example_id, []).append(v["status"] == "pass")
@@ -292,6 +304,8 @@ class Loop:
             # written its shards, so the counts below come from all of them.
             seconds = distributed.allgather([stats.sample_seconds, stats.verify_seconds,
                                              stats.sampler_wait_seconds]).max(axis=0)
+            if self.mirror is not None:  # and with a URL, fetched from it
+                self.exchange(f"{name} samples")
             joined = read_joined(directory)
             solved = {sv.example_id for sv, v in joined if v["status"] == "pass"}
             return {"problems": len(problems), "samples": len(joined),
@@ -325,7 +339,7 @@ class Loop:
             if count_records(paths) == 0:
                 # Nothing passed and no seed set: the iteration's model is the one it would have trained from.
                 log.warning("%s: no kept samples and no seed demonstrations; fine-tuning skipped", name)
-                self.runtime.save(start, self.run.path(name, "params"))
+                self.runtime.save(start, self.run.checkpoint_path(name, "params"))
                 self._params[name] = start
                 return {"steps": 0, "skipped": "no training records"}
             return self.train_stage(name, start, paths, self.finetune.steps, self.finetune.batch_size, 200 + k)
@@ -356,10 +370,11 @@ def self_train(
     `problems` is a factory (gin: `@synthetic_problems` or `@mbpp_r_problems`, unevaluated) called once;
     `pool_factory` replaces the sandboxed verification pool (tests only). With `reference_time_limits`, each
     problem's fixes get `max(floor, factor x its reference's time)` (gin `time_limits.policy`) instead of
-    `pool_timeout`. `mirror` (process 0 of a URL run directory, `run_mirror.py`) pushes `run_dir`, its local
-    cache, to the URL after every stage and at the end.
+    `pool_timeout`. `mirror` (a URL run directory, `run_mirror.py`) exchanges `run_dir`, this process's local
+    cache, with the URL after every stage and at the end.
     """
-    run = RunDir(run_dir, label=mirror.url if mirror is not None else None)
+    run = RunDir(run_dir, label=mirror.url if mirror is not None else None,
+                 orbax_root=mirror.orbax_root if mirror is not None else None)
     distributed.barrier("start")  # every process has read state.json before process 0 writes it again
     # The gin-selected backend (`pool_backend`: local by default, or Ray), same interface either way.
     factory = pool_factory or (lambda: make_pool(workers=pool_workers, timeout=pool_timeout))
@@ -402,12 +417,12 @@ def _export(loop: Loop, best: int) -> dict:
     from next_jax.models.hf import save_pretrained
 
     params = loop.params(f"iter_{best}")
-    out = loop.run.path("best")
-    loop.runtime.save(params, out / "params")  # every process: each writes its pieces
+    out, saved = loop.run.path("best"), loop.run.checkpoint_path("best", "params")
+    loop.runtime.save(params, saved)  # every process: each writes its pieces
     model = loop.runtime.model_with(params)  # every process: gathers the parameters onto each host
     if loop.main:
         has_file = getattr(loop.vocab, "tokenizer_file", None) or getattr(loop.vocab, "sentencepiece_model_file", None)
         save_pretrained(model, out / "hf", vocab=loop.vocab if has_file else None)
-    return {"iteration": best, "hf": str(out / "hf"), "params": str(out / "params")}
+    return {"iteration": best, "hf": str(out / "hf"), "params": saved}
 
 

@@ -9,6 +9,12 @@ renames (`rundir.py`), which object stores lack. The remote is the truth and the
 - `push` (after every stage's barrier, on process 0) uploads the files that are new or changed since the last
   pull or push, `state.json` last: the remote never records a stage whose files are not all there.
 - `push_file` uploads one completed shard at once, so a killed host loses at most the shard in progress.
+- `refresh` (several processes, after the barrier that follows every process's push) downloads what the other
+  processes pushed since this cache last saw it. Each process has its own cache: shard files belong to the
+  process whose index they carry, every other file to process 0, and a process pushes only its own.
+Checkpoints and saved parameters do not pass through the cache where orbax can write to the remote itself
+(`orbax_location`: gs://, and file:// as a plain path): every process writes its pieces there, and the mirror
+leaves those directories (`orbax_owned`) alone. Elsewhere (one process only) they are mirrored like any file.
 Each object is written whole (to a temporary name and renamed on a local filesystem); temporary files
 (`*.tmp`, orbax's `*.orbax-checkpoint-tmp-*`) are never pushed. An orbax checkpoint directory (one holding
 `_CHECKPOINT_METADATA`) is many files that must appear together: while it is pushed the remote holds a
@@ -38,6 +44,9 @@ REFRESH = frozenset({STATE, "config.gin", "config.previous.gin"})
 META = ".next_jax_mirror.json"  # in the cache: the URL it mirrors
 PARTIAL = ".next_jax_partial"  # in a remote checkpoint directory while it is being pushed
 UNIT_MARKER = "_CHECKPOINT_METADATA"  # orbax writes it into every checkpoint directory
+_SHARD_OWNER = re.compile(r"^shard-p(\d{3})-")  # `rundir.shard_name`: shards carry their writer's index
+# Directories of orbax's own (`RUN/NAME/checkpoints`, `RUN/NAME/params`, `RUN/best/params`).
+ORBAX_DIRS = frozenset({"checkpoints", "params"})
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 # Extras that install a protocol's fsspec implementation.
 _EXTRAS = {"gs": "gcs", "gcs": "gcs"}
@@ -59,6 +68,39 @@ def default_cache(url: str) -> Path:
     digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
     base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     return Path(base, "next-jax", "runs", digest, url.rsplit("/", 1)[-1] or "run")
+
+
+def orbax_location(url: str) -> str | None:
+    """Where orbax writes a URL run directory's checkpoints itself, or None where it cannot (it reads and
+    writes gs:// through tensorstore and etils.epath; a file:// URL is a plain path to it, which is how the
+    tests stand in for gs://)."""
+    protocol = url.split("://", 1)[0]
+    if protocol in ("gs", "gcs"):
+        return url.rstrip("/")
+    if protocol == "file":
+        return url.split("://", 1)[1].rstrip("/") or "/"
+    return None
+
+
+def orbax_owned(rel: str) -> bool:
+    """Whether `rel` lies in a directory orbax writes (`NAME/checkpoints/...`, `NAME/params/...`)."""
+    parts = rel.split("/")
+    return len(parts) > 2 and parts[1] in ORBAX_DIRS
+
+
+def owner(rel: str) -> int:
+    """The process that writes `rel`: a shard's own index, process 0 for everything else."""
+    match = _SHARD_OWNER.match(rel.rsplit("/", 1)[-1])
+    return int(match.group(1)) if match else 0
+
+
+def _version(info: dict) -> tuple[int, str]:
+    """(size, what changes when an object is rewritten) of an fsspec listing entry (local mtime, GCS
+    generation, ...), so `refresh` notices a rewrite of the same size."""
+    for key in ("mtime", "generation", "updated", "etag", "created"):
+        if info.get(key) is not None:
+            return int(info.get("size") or 0), str(info[key])
+    return int(info.get("size") or 0), ""
 
 
 def _skipped(rel: str) -> bool:
@@ -98,20 +140,28 @@ def remote_filesystem(url: str) -> tuple[Any, str]:
 class RunMirror:
     """Keeps the local cache `cache` and the remote `root` (a path in fsspec filesystem `fs`) in step."""
 
-    def __init__(self, fs: Any, root: str, cache: str | Path, *, url: str | None = None) -> None:
+    def __init__(self, fs: Any, root: str, cache: str | Path, *, url: str | None = None,
+                 orbax_root: str | None = None, process_index: int = 0, process_count: int = 1) -> None:
         self.fs, self.root = fs, root.rstrip("/")
+        # Set: orbax writes checkpoints there itself, and the mirror never copies them (`orbax_owned`).
+        self.orbax_root = orbax_root
+        self.process_index, self.process_count = process_index, process_count
         self.cache = Path(cache).resolve()
         protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
         self.url = (url or f"{protocols[0]}://{self.root}").rstrip("/")
         # A local filesystem shows a file while it is copied: write a temporary name and rename it.
         self._rename = "file" in protocols
         self._synced: dict[str, tuple[int, int]] = {}  # rel path -> (size, mtime_ns) as last pulled or pushed
+        self._seen: dict[str, tuple[int, str]] = {}  # rel path -> remote `_version` as last downloaded
         self._lock = threading.Lock()  # the sampler and verifier threads push shards concurrently
 
     @classmethod
-    def from_url(cls, url: str, cache: str | Path | None = None) -> RunMirror:
+    def from_url(cls, url: str, cache: str | Path | None = None, **kwargs: Any) -> RunMirror:
         fs, root = remote_filesystem(url)
-        return cls(fs, root, cache if cache is not None else default_cache(url), url=url)
+        return cls(fs, root, cache if cache is not None else default_cache(url), url=url, **kwargs)
+
+    def _mine(self, rel: str) -> bool:
+        return owner(rel) == self.process_index
 
     # -- local side -------------------------------------------------------------------------------------
     def _claim(self) -> None:
@@ -155,16 +205,18 @@ class RunMirror:
     def _remote(self, rel: str) -> str:
         return f"{self.root}/{rel}"
 
-    def _list_remote(self, under: str = "") -> dict[str, int]:
-        """Remote files (rel path -> size) under `under`, markers and temporary files included."""
+    def _list_remote(self, under: str = "") -> dict[str, tuple[int, str]]:
+        """Remote files (rel path -> `_version`) under `under`, markers and temporary files included; orbax's
+        directories left out where orbax writes the remote itself."""
         top = self._remote(under) if under else self.root
         try:
             found = self.fs.find(top, detail=True)
         except FileNotFoundError:
             return {}
         prefix = self.root + "/"
-        return {name[len(prefix):]: int(info.get("size") or 0) for name, info in found.items()
-                if name.startswith(prefix) and info.get("type", "file") == "file"}
+        out = {name[len(prefix):]: _version(info) for name, info in found.items()
+               if name.startswith(prefix) and info.get("type", "file") == "file"}
+        return {rel: v for rel, v in out.items() if not orbax_owned(rel)} if self.orbax_root else out
 
     def _parent(self, target: str) -> str:
         """`target`'s directory, created on a local filesystem (object stores have none to create)."""
@@ -191,7 +243,20 @@ class RunMirror:
             self.fs.put_file(str(local), target)
         self._synced[rel] = (st.st_size, st.st_mtime_ns)
 
-    # -- the three operations -----------------------------------------------------------------------------
+    def _get(self, rel: str) -> None:
+        """Download one remote file into the cache, whole (a temporary name, then a rename)."""
+        path = self.cache / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            self.fs.get_file(self._remote(rel), str(tmp))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        st = os.stat(path)
+        self._synced[rel] = (st.st_size, st.st_mtime_ns)
+
+    # -- the operations -----------------------------------------------------------------------------
     def pull(self) -> int:
         """Make the cache equal to the remote (see the module doc); returns the number of files downloaded."""
         with self._lock:
@@ -200,24 +265,18 @@ class RunMirror:
             partial = {rel.rsplit("/", 1)[0] for rel in listed if rel.split("/")[-1] == PARTIAL}
             if partial:
                 log.warning("skipping checkpoint directories whose push was interrupted: %s", sorted(partial))
-            remote = {rel: size for rel, size in listed.items()
+            remote = {rel: version for rel, version in listed.items()
                       if not _skipped(rel) and _unit_of(rel, partial) is None}
             local = self._scan()
             for rel in local.keys() - remote.keys():
                 (self.cache / rel).unlink()
             self._remove_empty_dirs()
             fetched = 0
-            for rel, size in sorted(remote.items()):
-                if rel not in REFRESH and rel in local and local[rel][0] == size:
+            for rel, version in sorted(remote.items()):
+                self._seen[rel] = version
+                if rel not in REFRESH and rel in local and local[rel][0] == version[0]:
                     continue
-                path = self.cache / rel
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-                try:
-                    self.fs.get_file(self._remote(rel), str(tmp))
-                    os.replace(tmp, path)
-                finally:
-                    tmp.unlink(missing_ok=True)
+                self._get(rel)
                 fetched += 1
             self._synced = self._scan()
             log.info("pulled %s into %s: %d files downloaded, %d already cached", self.url, self.cache, fetched,
@@ -229,7 +288,7 @@ class RunMirror:
         last; returns the number of files uploaded."""
         with self._lock:
             local = self._scan()
-            changed = sorted(rel for rel, st in local.items() if self._synced.get(rel) != st)
+            changed = sorted(rel for rel, st in local.items() if self._synced.get(rel) != st and self._mine(rel))
             if not changed:
                 return 0
             units = {rel.rsplit("/", 1)[0] for rel in local if "/" in rel and rel.split("/")[-1] == UNIT_MARKER}
@@ -265,7 +324,7 @@ class RunMirror:
     def push_file(self, path: str | Path) -> None:
         """Upload one completed file (a shard) now; best effort: the stage's `push` retries what fails."""
         rel = os.path.relpath(Path(path).resolve(), self.cache).replace(os.sep, "/")
-        if rel.startswith("../") or rel == STATE or _skipped(rel):
+        if rel.startswith("../") or rel == STATE or _skipped(rel) or not self._mine(rel):
             return
         try:
             with self._lock:
@@ -275,6 +334,22 @@ class RunMirror:
         except Exception as e:  # noqa: BLE001 - the stage's push uploads it (or fails loudly)
             log.warning("could not push %s to %s now: %s: %s", rel, self.url, type(e).__name__, e)
 
+    def refresh(self) -> int:
+        """Download the files of other processes that are new or rewritten on the remote since this cache last
+        saw them (call it after a barrier that follows their push); nothing of this process's is replaced and
+        nothing deleted. A no-op for one process. Returns the number of files downloaded."""
+        if self.process_count == 1:
+            return 0
+        with self._lock:
+            fetched = 0
+            for rel, version in sorted(self._list_remote().items()):
+                if _skipped(rel) or self._mine(rel) or self._seen.get(rel) == version:
+                    continue
+                self._get(rel)
+                self._seen[rel] = version
+                fetched += 1
+            return fetched
+
     def push_best_effort(self) -> None:
         """`push` on the way out of a failed run: keep what was done, never mask the run's own error."""
         try:
@@ -283,10 +358,17 @@ class RunMirror:
             log.warning("could not push %s to %s: %s: %s", self.cache, self.url, type(e).__name__, e)
 
 
-def open_mirror(url: str, local_cache_dir: str | None, *, process_count: int = 1) -> RunMirror:
-    """The mirror of run directory `url`. Several processes share one cache, which must be on a filesystem
-    every host sees: orbax writes each checkpoint from every host into one directory."""
-    if process_count > 1 and not local_cache_dir:
-        raise MirrorError(f"--run_dir={url} with {process_count} processes needs --local_cache_dir on a "
-                          "filesystem every host sees (orbax writes each checkpoint from all hosts into one directory)")
-    return RunMirror.from_url(url, local_cache_dir)
+def open_mirror(url: str, local_cache_dir: str | None, *, process_index: int = 0,
+                process_count: int = 1) -> RunMirror:
+    """The mirror of run directory `url` for this process. With several processes each works in a cache of
+    its own (`CACHE/pIII`, so a folder given to every host may be shared or not), which needs orbax to write
+    checkpoints to the remote itself (`orbax_location`): no host could read another's checkpoint pieces."""
+    orbax_root = orbax_location(url)
+    if process_count > 1 and orbax_root is None:
+        raise MirrorError(f"--run_dir={url} with {process_count} processes: orbax must write checkpoints to the URL "
+                          "itself, which it does for gs:// (and file://), not " + url.split("://", 1)[0] + "://")
+    cache = Path(local_cache_dir) if local_cache_dir else default_cache(url)
+    if process_count > 1:
+        cache = cache / f"p{process_index:03d}"
+    return RunMirror.from_url(url, cache, orbax_root=orbax_root, process_index=process_index,
+                              process_count=process_count)

@@ -47,8 +47,10 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 class RunDir:
     """A self-training run directory and its completed-stage record."""
 
-    def __init__(self, root: str | Path, *, label: str | None = None) -> None:
+    def __init__(self, root: str | Path, *, label: str | None = None, orbax_root: str | None = None) -> None:
         self.root = Path(root).resolve()  # orbax wants absolute checkpoint paths
+        # Where orbax writes when not under `root`: a URL run directory's remote (`run_mirror.orbax_location`).
+        self.orbax_root = orbax_root.rstrip("/") if orbax_root else None
         # How messages and the summary name the run: a URL's, not its local cache's, when `root` is one.
         self.label = label or str(self.root)
         self.name = self.label.rstrip("/").rsplit("/", 1)[-1]
@@ -82,6 +84,14 @@ class RunDir:
     # -- layout ---------------------------------------------------------------------------------------
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)
+
+    def checkpoint_path(self, *parts: str) -> str:
+        """Where orbax writes `parts` (`NAME/checkpoints`, `NAME/params`, `best/params`) and restores them from:
+        on the remote itself for a URL run directory orbax can write (every host writes its pieces there, so
+        hosts need no shared filesystem), else in the run directory. Every orbax path of a run comes from here."""
+        if self.orbax_root is None:
+            return str(self.root.joinpath(*parts))
+        return "/".join([self.orbax_root, *parts])
 
     def iteration(self, k: int) -> Path:
         return self.root / f"iter_{k}"

@@ -11,7 +11,6 @@ are the same."""
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from next_jax.decode.sampler import Sampler
 from next_jax.models.mesh import create_mesh
 from next_jax.parallel import distributed
 from next_jax.parallel.placement import local_replica
-from next_jax.train.checkpoints import restore_params, save_params
+from next_jax.train import checkpoints
 from next_jax.train.metric_writers import ConsoleWriter, MultiWriter, TensorBoardWriter
 from next_jax.train.trainer import Trainer
 
@@ -54,14 +53,14 @@ class ModelRuntime:
         """Sample from `params` (laid out like the trainer's); every process calls this alike."""
         self.sampler.set_params(local_replica(params, self.sample_mesh))
 
-    def train(self, params: dict, batches_fn, *, num_steps: int, directory: Path, log_dir: Path,
-              on_step=None) -> dict:
-        """Train from `params` for `num_steps` on `batches_fn()` with checkpoints in `directory/checkpoints`
-        (resuming from the newest one there), then save the final parameters to `directory/params`."""
-        self.trainer.restart(params, checkpoint_dir=str(directory / "checkpoints"))
+    def train(self, params: dict, batches_fn, *, num_steps: int, checkpoint_dir: str, params_dir: str,
+              log_dir: Path, on_step=None) -> dict:
+        """Train from `params` for `num_steps` on `batches_fn()` with checkpoints in `checkpoint_dir` (resuming
+        from the newest one there), then save the final parameters to `params_dir` (paths or gs:// URLs)."""
+        self.trainer.restart(params, checkpoint_dir=checkpoint_dir)
         resumed = self.trainer.restore_latest()
         if resumed:
-            log.info("resuming training in %s from step %d", directory, resumed)
+            log.info("resuming training in %s from step %d", checkpoint_dir, resumed)
         writers = [TensorBoardWriter(str(log_dir))] if distributed.is_main() else []
         if self.show_progress and distributed.is_main():
             writers.append(ConsoleWriter(num_steps, initial_step=self.trainer.step, print_every=max(1, num_steps // 5)))
@@ -71,20 +70,22 @@ class ModelRuntime:
         finally:
             writer.close()
         final = self.copy_params()
-        self.save(final, directory / "params")
+        self.save(final, params_dir)
         return metrics
 
     @staticmethod
-    def save(params: dict, path: Path) -> None:
-        """Write `params` to `path` (every process calls this: each writes the pieces its devices hold)."""
-        if distributed.is_main() and path.exists():  # a save whose stage was never recorded complete: redo it
-            shutil.rmtree(path)
-        distributed.barrier(f"save {path.parent.name}/{path.name}")  # a name alike on every host
-        save_params(path, params)
+    def save(params: dict, path: str) -> None:
+        """Write `params` to `path` (a path or gs:// URL; every process calls this: each writes the pieces its
+        devices hold)."""
+        if distributed.is_main():  # a save whose stage was never recorded complete: redo it
+            checkpoints.remove(path)
+        parent, name = path.rstrip("/").rsplit("/", 2)[-2:]
+        distributed.barrier(f"save {parent}/{name}")  # a name alike on every host
+        checkpoints.save_params(path, params)
 
-    def load(self, path: Path) -> dict:
+    def load(self, path: str) -> dict:
         """Parameters saved by `save`, placed like the trainer's."""
-        return restore_params(path, self.trainer.state.params)
+        return checkpoints.restore_params(path, self.trainer.state.params)
 
     def model_with(self, params: dict) -> nnx.Module:
         """A decoder holding a copy of `params` on this process's devices (for export); every process calls

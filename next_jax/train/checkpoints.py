@@ -108,10 +108,32 @@ class CheckpointManager:
         self.close()
 
 
+def _location(directory: str | os.PathLike) -> str:
+    """An absolute path (orbax wants one), or a URL (`gs://...`) as it is."""
+    directory = os.fspath(directory)
+    return directory if "://" in directory else os.path.abspath(directory)
+
+
+def exists(directory: str | os.PathLike) -> bool:
+    """Whether `directory` (a path or a URL orbax reads, e.g. `gs://...`) exists."""
+    from etils import epath
+
+    return epath.Path(_location(directory)).exists()
+
+
+def remove(directory: str | os.PathLike) -> None:
+    """Delete `directory` (a path or a URL) and everything in it, if it exists."""
+    from etils import epath
+
+    path = epath.Path(_location(directory))
+    if path.exists():
+        path.rmtree()
+
+
 def save_params(directory: str | os.PathLike, params: Any) -> None:
     """Write a params pytree (e.g. a converted HF checkpoint) as one orbax checkpoint at `directory`."""
     with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(os.path.abspath(os.fspath(directory)), params)
+        checkpointer.save(_location(directory), params)
         checkpointer.wait_until_finished()
 
 
@@ -121,4 +143,4 @@ def restore_params(directory: str | os.PathLike, target: Any) -> Any:
     Also accepts the `state` item of a training checkpoint step directory holding a bare params tree.
     """
     with ocp.StandardCheckpointer() as checkpointer:
-        return checkpointer.restore(os.path.abspath(os.fspath(directory)), abstract_tree(target))
+        return checkpointer.restore(_location(directory), abstract_tree(target))

@@ -1,7 +1,8 @@
 """Multi-host self-training on one machine: two processes on 127.0.0.1 (one CPU device each) run the smoke
 config for one iteration and must give the run that one process with two CPU devices gives (the same global
-training mesh); a process killed mid-iteration stops the other within the heartbeat timeout, and the same
-command on both resumes to that same run."""
+training mesh), also on a URL run directory with a local cache of each process's own (no shared filesystem:
+`file://` stands in for gs://); a process killed mid-iteration stops the other within the heartbeat timeout,
+and the same command on both resumes to that same run."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def _env(devices: int, crash_at: str | None = None) -> dict[str, str]:
     return env
 
 
-def _command(run_dir: Path) -> list[str]:
+def _command(run_dir: Path | str) -> list[str]:
     return [sys.executable, "launch/self_train.py", f"--gin_file={SMOKE}", f"--run_dir={run_dir}", *SHRINK]
 
 
@@ -51,9 +52,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_two(run_dir: Path, crash_at: str | None = None, timeout: float = 540) -> list[dict]:
+def run_two(run_dir: Path, crash_at: str | None = None, timeout: float = 540, caches: list[Path] | None = None
+            ) -> list[dict]:
     """Both processes of a 2-process run (crash point on process 1 only); per process its return code, the
-    time it ended (monotonic) and its stderr. Each is killed (by pid) if still running at `timeout`."""
+    time it ended (monotonic) and its stderr. Each is killed (by pid) if still running at `timeout`. With
+    `caches` the run directory is the URL `file://run_dir` and process I works in `caches[I]`."""
     port = _free_port()
     cluster = [f"--coordinator_address=127.0.0.1:{port}", f"--coordinator_bind_address=127.0.0.1:{port}",
                "--process_count=2", f"--heartbeat_timeout_seconds={HEARTBEAT_S}"]
@@ -62,7 +65,9 @@ def run_two(run_dir: Path, crash_at: str | None = None, timeout: float = 540) ->
     try:
         for i in range(2):
             with open(logs[i], "w") as log:
-                procs.append(subprocess.Popen([*_command(run_dir), *cluster, f"--process_index={i}"], cwd=REPO,
+                own = [f"--local_cache_dir={caches[i]}"] if caches else []
+                procs.append(subprocess.Popen([*_command(f"file://{run_dir}" if caches else run_dir), *cluster, *own,
+                                               f"--process_index={i}"], cwd=REPO,
                                               env=_env(1, crash_at if i == 1 else None), stdout=log,
                                               stderr=subprocess.STDOUT))
         ended: dict[int, float] = {}
@@ -109,10 +114,16 @@ def reference(tmp_path_factory) -> Path:
 
 
 def test_two_processes_give_the_one_process_run(reference, tmp_path):
-    run_dir = tmp_path / "run"
-    procs = run_two(run_dir)
+    """On a URL run directory (`file://`, a stand-in for gs://) with caches that share nothing: orbax writes
+    every checkpoint to the remote from both processes, and the other files travel through it."""
+    run_dir, caches = tmp_path / "run", [tmp_path / "cache_a", tmp_path / "cache_b"]
+    procs = run_two(run_dir, caches=caches)
     assert [p["rc"] for p in procs] == [0, 0], procs[0]["log"][-3000:] + procs[1]["log"][-3000:]
     assert_same_run(run_dir, reference)
+    assert (run_dir / "iter_0" / "checkpoints").is_dir() and (run_dir / "iter_0" / "params").is_dir()
+    p0, p1 = (cache / f"p{i:03d}" for i, cache in enumerate(caches))
+    assert not list(p0.glob("*/checkpoints")) and not list(p1.glob("*/params"))  # orbax's never pass the caches
+    assert (p1 / "iter_0" / "kept.jsonl").read_bytes() == (run_dir / "iter_0" / "kept.jsonl").read_bytes()
     # Each process wrote its own shards: process 0 the even ones, process 1 the odd ones.
     assert sorted(p.name for p in (run_dir / "iter_0" / "samples").iterdir()) == [
         "shard-p000-00000.jsonl.gz", "shard-p001-00001.jsonl.gz"]

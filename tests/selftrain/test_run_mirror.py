@@ -14,6 +14,7 @@ import pytest
 from next_jax.selftrain import run_mirror
 from next_jax.selftrain.launch_config import ConfigError, open_run
 from next_jax.selftrain.run_mirror import META, PARTIAL, MirrorError, RunMirror, open_mirror
+from next_jax.selftrain.rundir import RunDir
 
 # A finished-looking run: stage record, configs, data, shards, an orbax checkpoint directory, and temporary
 # files of every kind the loop and orbax leave (none may reach the remote).
@@ -222,7 +223,7 @@ def test_unusable_urls_and_caches_get_one_line_errors(monkeypatch, tmp_path):
         RunMirror.from_url("gs://bucket/run")
     assert "\n" not in str(e.value)
     monkeypatch.undo()
-    with pytest.raises(MirrorError, match="--local_cache_dir on a filesystem every host sees"):
+    with pytest.raises(MirrorError, match="orbax must write checkpoints to the URL itself"):
         open_mirror("memory://x/run", None, process_count=2)
     foreign = tmp_path / "foreign"
     write(foreign, {"notes.txt": "mine"})
@@ -242,3 +243,47 @@ def test_open_run_maps_errors_to_config_errors(tmp_path):
         open_run("nosuchproto://x", None)
     local, mirror = open_run(f"file://{tmp_path}/remote", str(tmp_path / "cache"))
     assert local == str((tmp_path / "cache").resolve()) and mirror is not None
+
+
+def test_orbax_paths_go_to_the_remote_where_orbax_writes_it(tmp_path):
+    assert run_mirror.orbax_location("gs://bucket/runs/a/") == "gs://bucket/runs/a"
+    assert run_mirror.orbax_location(f"file://{tmp_path}/remote") == f"{tmp_path}/remote"  # gs:// in the tests
+    assert run_mirror.orbax_location("memory://x/run") is None  # orbax cannot: checkpoints go through the cache
+    remote = RunDir(tmp_path / "cache", orbax_root="gs://bucket/runs/a/")
+    assert remote.checkpoint_path("iter_0", "checkpoints") == "gs://bucket/runs/a/iter_0/checkpoints"
+    assert remote.checkpoint_path("best", "params") == "gs://bucket/runs/a/best/params"
+    local = RunDir(tmp_path / "run")
+    assert local.checkpoint_path("base", "params") == str((tmp_path / "run" / "base" / "params").resolve())
+    assert [run_mirror.orbax_owned(r) for r in ("base/checkpoints/2/x", "best/params/x", "iter_0/params/d/1",
+                                                "tensorboard/base/x", "iter_0/kept.jsonl", "data/params")] \
+        == [True, True, True, False, False, False]
+    assert [run_mirror.owner(r) for r in ("iter_0/samples/shard-p001-00003.jsonl.gz", "state.json",
+                                          "base/eval/dev/greedy/verdicts/shard-p000-00000.jsonl.gz")] == [1, 0, 0]
+
+
+def test_processes_with_caches_of_their_own_exchange_files_through_the_remote(tmp_path):
+    """Two processes' mirrors as the loop uses them: each pushes only its own files, and `refresh` (after
+    both pushed) brings each the other's, a same-size rewrite included; orbax's directories on the remote
+    (written there by orbax itself) are never copied either way."""
+    url = f"file://{tmp_path}/remote"
+    p0, p1 = (open_mirror(url, str(tmp_path / "shared_or_not"), process_index=i, process_count=2) for i in range(2))
+    assert (p0.cache.name, p1.cache.name) == ("p000", "p001") and p0.orbax_root == f"{tmp_path}/remote"
+    p0.pull(), p1.pull()
+    write(p0.cache, {rel: text for rel, text in RUN.items() if not run_mirror.orbax_owned(rel)})
+    write(tmp_path / "remote", {"base/checkpoints/2/_CHECKPOINT_METADATA": "{}", "base/params/d/0a": "w"})  # orbax's
+    shard1 = "iter_0/samples/shard-p001-00001.jsonl.gz"
+    write(p1.cache, {shard1: "p1 samples", "data/pool.jsonl": "p1's own copy, never pushed\n"})
+    p1.push_file(p1.cache / "data/pool.jsonl")
+    assert p0.push() == 5 and p1.push() == 1
+    remote = tmp_path / "remote"
+    assert (remote / "data/pool.jsonl").read_text() == "{}\n" and (remote / shard1).read_text() == "p1 samples"
+    assert p0.refresh() == 1 and (p0.cache / shard1).read_text() == "p1 samples"
+    assert p1.refresh() == 5  # process 0's files (its own shard kept, `data/pool.jsonl` replaced by the shared one)
+    assert (p1.cache / "data/pool.jsonl").read_text() == "{}\n" and (p1.cache / shard1).read_text() == "p1 samples"
+    assert (p1.cache / "iter_0/samples/shard-p000-00000.jsonl.gz").read_text() == "samples"
+    assert not (p0.cache / "base").exists() and not (p1.cache / "base").exists()
+    write(p0.cache, {"state.json": RUN["state.json"].replace("data", "base")})  # the next stage: same size
+    assert p0.push() == 1 and p1.refresh() == 1 and p0.refresh() == 0
+    assert (p1.cache / "state.json").read_text() == RUN["state.json"].replace("data", "base")
+    assert p1.push() == 0  # what it fetched is not its to push
+    assert RunMirror.from_url(url, tmp_path / "one_process").refresh() == 0  # one process: nothing to fetch

@@ -37,9 +37,11 @@ def runtime():
 
 def test_each_iteration_trains_and_samples_its_own_weights(runtime, tmp_path):
     base = runtime.initial_params
-    runtime.train(base, lambda: batches(1, 3), num_steps=3, directory=tmp_path / "iter_0", log_dir=tmp_path / "tb0")
+    runtime.train(base, lambda: batches(1, 3), num_steps=3, checkpoint_dir=str(tmp_path / "iter_0" / "checkpoints"),
+                  params_dir=str(tmp_path / "iter_0" / "params"), log_dir=tmp_path / "tb0")
     it0 = runtime.copy_params()
-    runtime.train(base, lambda: batches(2, 3), num_steps=3, directory=tmp_path / "iter_1", log_dir=tmp_path / "tb1")
+    runtime.train(base, lambda: batches(2, 3), num_steps=3, checkpoint_dir=str(tmp_path / "iter_1" / "checkpoints"),
+                  params_dir=str(tmp_path / "iter_1" / "params"), log_dir=tmp_path / "tb1")
     it1 = runtime.copy_params()
     assert not allclose(it0, it1) and not allclose(base, it1)
     assert allclose(runtime.load(tmp_path / "iter_0" / "params"), it0)
@@ -67,7 +69,8 @@ def test_each_iteration_trains_and_samples_its_own_weights(runtime, tmp_path):
 
 
 def test_a_restart_into_a_used_checkpoint_directory_is_refused(runtime, tmp_path):
-    runtime.train(runtime.initial_params, lambda: batches(3, 2), num_steps=2, directory=tmp_path / "a",
+    runtime.train(runtime.initial_params, lambda: batches(3, 2), num_steps=2,
+                  checkpoint_dir=str(tmp_path / "a" / "checkpoints"), params_dir=str(tmp_path / "a" / "params"),
                   log_dir=tmp_path / "tb")
     with pytest.raises(ValueError, match="own directory"):
         runtime.trainer.restart(runtime.initial_params, checkpoint_dir=str(tmp_path / "a" / "checkpoints"))
