@@ -325,7 +325,8 @@ class Loop:
                 for rec in iter_jsonl(self.run.iteration(j) / "prompts.jsonl.gz"):
                     prompts[(j, rec["example_id"])] = rec["prompt"]
             buggy = {p.example_id: p.meta["buggy_code"] for p in problems if "buggy_code" in p.meta}
-            kept = kept_records(joined, prompts, self.filter_settings, buggy)
+            originals = {ex.id: ex.buggy_code for ex in self.problems.pool}
+            kept = kept_records(joined, prompts, self.filter_settings, buggy, originals)
             write_jsonl(directory / "kept.jsonl", kept)
             return {"kept": len(kept)}
 

@@ -58,3 +58,45 @@ def test_edit_answers_keep_their_fix_as_edits_of_the_buggy_program():
         assert parsed.ok and parsed.notes == ("edits",)
     # Without the buggy program (whole-program answers), targets hold the whole program.
     assert "```python" in kept_records(joined(), PROMPTS, FilterSettings())[0]["target"]
+
+
+BUGGY_F = "def f(x):\n    y = x\n    return y - 1"
+
+
+def test_quotes_the_fix_wants_every_changed_line_quoted():
+    from next_jax.selftrain.filtering import quotes_the_fix
+
+    fixed = "def f(x):\n    y = x\n    return y + 1"
+    assert quotes_the_fix("`f(1)` returns 0, not 2. Line 3 must be `return y + 1`.", BUGGY_F, fixed)
+    assert quotes_the_fix("It should read ` return y + 1 ` instead.", BUGGY_F, fixed)  # spaces inside ticks
+    assert not quotes_the_fix("Line 3 must be `return y +* 1`.", BUGGY_F, fixed)  # garbled
+    assert not quotes_the_fix("Line 3 must be return y + 1.", BUGGY_F, fixed)  # not quoted
+    assert not quotes_the_fix("`return y + 1`", BUGGY_F, BUGGY_F)  # a fix that changes nothing
+    two = "def f(x):\n    y = x + 2\n    return y + 1"
+    assert not quotes_the_fix("Line 3 must be `return y + 1`.", BUGGY_F, two)  # one of two changes
+    assert quotes_the_fix("`y = x + 2` and `return y + 1`.", BUGGY_F, two)
+    # A deleted line is quoted by its old text.
+    extra = "def f(x):\n    x = 0\n    return x + 1"
+    assert not quotes_the_fix("Line 3 is right: `return x + 1`.", extra, "def f(x):\n    return x + 1")
+    assert quotes_the_fix("Line 2 `x = 0` must go.", extra, "def f(x):\n    return x + 1")
+
+
+def test_rationale_check_keeps_only_samples_that_state_their_fix():
+    good = Sample("p1", 0, 1, "c", "ok", "Line 3 must be `return y + 1`.", "def f(x):\n    y = x\n    return y + 1",
+                  -1.0)
+    garbled = Sample("p1", 0, 0, "c", "ok", "Line 3 mum `ret y 1`.", "def f(x):\n    y = x\n    return y + 1", -1.0)
+    unknown = Sample("p9", 0, 0, "c", "ok", "Line 3 must be `return y + 1`.", good.code, -1.0)
+    rows = [(garbled, {"status": "pass"}), (good, {"status": "pass"}), (unknown, {"status": "pass"})]
+    prompts = {(0, "p1"): "p", (0, "p9"): "p"}
+    checked = FilterSettings(rationale_check="quotes_the_fix")
+    # The garbled sample comes first and has the same fix: the check runs before the dedupe, so the good one stays.
+    # A problem with no buggy program given is never kept under a check.
+    assert [k["id"] for k in kept_records(rows, prompts, checked, originals={"p1": BUGGY_F})] == ["p1#0.1"]
+    assert [k["id"] for k in kept_records(rows, prompts, FilterSettings())] == ["p1#0.0", "p9#0.0"]
+
+
+def test_unknown_rationale_check_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="quotes_the_fix"):
+        FilterSettings(rationale_check="quotes_fix")
