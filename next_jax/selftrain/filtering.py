@@ -19,7 +19,6 @@ from next_jax.data.mutation import normalized
 from next_jax.data.prompts import format_target
 from next_jax.selftrain.records import Sample
 
-
 _QUOTED = re.compile(r"`([^`\n]+)`")
 
 
