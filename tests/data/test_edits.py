@@ -7,7 +7,12 @@ import dataclasses
 import pytest
 
 from next_jax.data import edits
-from next_jax.data.parsing import PARSE_EDIT_MISMATCH, PARSE_MISSING_ENTRY_POINT, PARSE_TRUNCATED, parse_completion
+from next_jax.data.parsing import (
+    PARSE_EDIT_MISMATCH,
+    PARSE_MISSING_ENTRY_POINT,
+    PARSE_TRUNCATED,
+    parse_completion,
+)
 from next_jax.data.prompts import format_target
 from next_jax.data.rendering import PromptRenderer, RepairDataConfig
 from next_jax.data.synthetic import failure_rationale, generate_synthetic
