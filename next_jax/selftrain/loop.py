@@ -32,6 +32,7 @@ from next_jax.data.rendering import PromptRenderer
 from next_jax.data.time_limits import example_time_limits
 from next_jax.execution.backend import make_pool
 from next_jax.parallel import distributed
+from next_jax.selftrain import export_best as exporting
 from next_jax.selftrain import problems as problems_lib
 from next_jax.selftrain.batches import count_records, training_batches
 from next_jax.selftrain.evaluation import EvalSettings, evaluate_arm
@@ -400,7 +401,7 @@ def self_train(
         summary = build_summary(run, seed=seed, num_iterations=num_iterations)
         best = best_iteration(summary)
         if export_best and best is not None:
-            loop.timed("export_best", lambda: _export(loop, best))
+            loop.timed("export_best", lambda: exporting.export_best(loop, best))
         summary = build_summary(run, seed=seed, num_iterations=num_iterations)
         publish(run, summary, final=True)
         if loop.mirror is not None:
@@ -412,18 +413,4 @@ def self_train(
         raise
     finally:
         loop.close()
-
-
-def _export(loop: Loop, best: int) -> dict:
-    from next_jax.models.hf import save_pretrained
-
-    params = loop.params(f"iter_{best}")
-    out, saved = loop.run.path("best"), loop.run.checkpoint_path("best", "params")
-    loop.runtime.save(params, saved)  # every process: each writes its pieces
-    model = loop.runtime.model_with(params)  # every process: gathers the parameters onto each host
-    if loop.main:
-        has_file = getattr(loop.vocab, "tokenizer_file", None) or getattr(loop.vocab, "sentencepiece_model_file", None)
-        save_pretrained(model, out / "hf", vocab=loop.vocab if has_file else None)
-    return {"iteration": best, "hf": str(out / "hf"), "params": saved}
-
 
