@@ -71,6 +71,15 @@ def remote_files(fs, root: str) -> dict[str, bytes]:
     return {p[len(root) + 1:]: fs.cat_file(p) for p in fs.find(root)}
 
 
+def pushed_run(fs, root: str, cache: Path) -> RunMirror:
+    """A mirror whose cache holds `RUN`, pushed to the remote."""
+    mirror = RunMirror(fs, root, cache)
+    mirror.pull()
+    write(mirror.cache, RUN)
+    mirror.push()
+    return mirror
+
+
 def test_push_uploads_every_finished_file_state_last_and_no_temporary_file(remote, tmp_path, monkeypatch):
     fs, root = remote
     cache = tmp_path / "cache"
@@ -123,10 +132,7 @@ def test_a_pull_into_an_empty_cache_restores_the_run(remote, tmp_path):
 
 def test_pull_skips_unchanged_files_refreshes_state_and_drops_what_the_remote_lacks(remote, tmp_path, monkeypatch):
     fs, root = remote
-    mirror = RunMirror(fs, root, tmp_path / "cache")
-    mirror.pull()
-    write(mirror.cache, RUN)
-    mirror.push()
+    mirror = pushed_run(fs, root, tmp_path / "cache")
     # Another host advanced the run: the remote's state.json has the same size but other content.
     fs.pipe_file(f"{root}/state.json", RUN["state.json"].replace("data", "base").encode())
     fs.pipe_file(f"{root}/iter_0/kept.jsonl", b"new\n")
@@ -141,10 +147,7 @@ def test_pull_skips_unchanged_files_refreshes_state_and_drops_what_the_remote_la
 
 def test_an_interrupted_checkpoint_push_is_not_pulled(remote, tmp_path):
     fs, root = remote
-    mirror = RunMirror(fs, root, tmp_path / "cache")
-    mirror.pull()
-    write(mirror.cache, RUN)
-    mirror.push()
+    pushed_run(fs, root, tmp_path / "cache")
     fs.pipe_file(f"{root}/base/checkpoints/2/{PARTIAL}", b"")  # as a push killed midway leaves it
     fresh = RunMirror(fs, root, tmp_path / "fresh")
     fresh.pull()
@@ -159,10 +162,7 @@ def test_an_interrupted_checkpoint_push_is_not_pulled(remote, tmp_path):
 
 def test_a_checkpoint_directory_saved_again_loses_its_stale_remote_files(remote, tmp_path):
     fs, root = remote
-    mirror = RunMirror(fs, root, tmp_path / "cache")
-    mirror.pull()
-    write(mirror.cache, RUN)
-    mirror.push()
+    mirror = pushed_run(fs, root, tmp_path / "cache")
     (mirror.cache / "base/checkpoints/2/state/d/0a1b").unlink()
     write(mirror.cache, {"base/checkpoints/2/state/d/ffff": "new weights", "base/checkpoints/2/_CHECKPOINT_METADATA": "{ }"})
     mirror.push()
