@@ -57,7 +57,7 @@ class ModelRuntime:
               log_dir: Path, on_step=None) -> dict:
         """Train from `params` for `num_steps` on `batches_fn()` with checkpoints in `checkpoint_dir` (resuming
         from the newest one there), then save the final parameters to `params_dir` (paths or gs:// URLs)."""
-        self.trainer.restart(params, checkpoint_dir=checkpoint_dir)
+        self.trainer.restart(params, checkpoint_dir=checkpoint_dir, num_steps=num_steps)
         resumed = self.trainer.restore_latest()
         if resumed:
             log.info("resuming training in %s from step %d", checkpoint_dir, resumed)

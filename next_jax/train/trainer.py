@@ -47,6 +47,11 @@ class Trainer:
     `optimizer` and `learning_rate` default to gin's `make_optimizer()` / `make_schedule()`; pass
     `learning_rate` along with a ready-made `optimizer` to have it logged. `peak_flops` is the whole mesh's
     peak FLOP/s for MFU; None measures the f32 matmul ceiling on CPU and leaves MFU out on accelerators.
+
+    `schedule_per_run`: each training run begun by `restart(..., num_steps=N)` gets the gin schedule with
+    `total_steps=N`, so a decaying schedule ends at its end value on every run's last step whatever its
+    length (a self-training run pretrains for hundreds of steps and fine-tunes for tens, several times).
+    One step is compiled per distinct run length, not per run.
     """
 
     def __init__(
@@ -63,25 +68,20 @@ class Trainer:
         save_every: int = 1000,
         async_checkpointing: bool = True,
         peak_flops: float | None = None,
+        schedule_per_run: bool = False,
     ):
         self.mesh = mesh if mesh is not None else create_mesh()
         self.config = model.config
         self.z_loss = float(self.config.z_loss if z_loss is None else z_loss)
         self.num_microbatches = num_microbatches
         # The schedule is logged per step; it is unknown when only a ready-made optimizer is passed.
+        self.schedule_per_run = schedule_per_run and learning_rate is None and optimizer is None
         if learning_rate is None and optimizer is None:
             learning_rate = optimizers.make_schedule()
-        self.learning_rate = learning_rate
-        self.optimizer = optimizer or optimizers.make_optimizer(learning_rate=learning_rate)
-
-        self._parts = step_builder.build_step(
-            model,
-            self.mesh,
-            self.optimizer,
-            z_loss=self.z_loss,
-            num_microbatches=num_microbatches,
-            learning_rate=self.learning_rate,
-        )
+        self._horizon: int | None = None
+        self._parts_by_horizon: dict[int | None, tuple] = {}
+        self._use_step(None, optimizer or optimizers.make_optimizer(learning_rate=learning_rate), learning_rate,
+                       model=model)
         # Only the structure and metadata of the params State are kept; its arrays live in `self.state`.
         self._params_template = self._parts.params_template
         self._graphdef, self._rest = self._parts.graphdef, self._parts.rest
@@ -98,7 +98,6 @@ class Trainer:
             params=params,
             opt_state=init_opt(params),
         )
-        self._step_fn = self._parts.step_fn
         self._eval_fn = self._parts.eval_fn
         self._jitted: dict[Any, Callable] = {}
         self.peak_flops = peak_flops
@@ -116,6 +115,24 @@ class Trainer:
         self._checkpoint_dir = checkpoint_dir
         self.checkpoints = self._make_checkpoints(checkpoint_dir)
 
+    def _use_step(self, horizon: int | None, optimizer: optax.GradientTransformation | None = None,
+                  learning_rate: optax.Schedule | float | None = None, *, model: nnx.Module | None = None) -> None:
+        """Make the step of schedule horizon `horizon` current (None: the one built at construction),
+        building it once: its optimizer state has the same structure and shardings as every other's."""
+        if horizon not in self._parts_by_horizon:
+            if model is None:  # shapes only: no second copy of the weights
+                model = nnx.merge(self._graphdef, self._params_template, self._rest)
+            if optimizer is None:
+                learning_rate = optimizers.make_schedule(total_steps=horizon)
+                optimizer = optimizers.make_optimizer(learning_rate=learning_rate)
+            parts = step_builder.build_step(
+                model, self.mesh, optimizer, z_loss=self.z_loss,
+                num_microbatches=self.num_microbatches, learning_rate=learning_rate,
+            )
+            self._parts_by_horizon[horizon] = (parts, optimizer, learning_rate)
+        self._parts, self.optimizer, self.learning_rate = self._parts_by_horizon[horizon]
+        self._horizon = horizon
+
     def _make_checkpoints(self, checkpoint_dir: str | None) -> checkpoints.CheckpointManager | None:
         if not checkpoint_dir:
             return None
@@ -129,7 +146,7 @@ class Trainer:
     def compiled_step(self, batch: Mapping[str, Any]) -> Callable:
         """The step compiled ahead of time for batches shaped like `batch` (once per shape set), so that
         step timings never include compilation."""
-        key = ("train", tuple(sorted((k, tuple(np.shape(v))) for k, v in batch.items())))
+        key = ("train", self._horizon, tuple(sorted((k, tuple(np.shape(v))) for k, v in batch.items())))
         if key not in self._jitted:
             abstract = step_builder.abstract_batch(batch, self.mesh)
             self._jitted[key] = step_builder.lower_step(self._parts, abstract).compile()
@@ -221,9 +238,10 @@ class Trainer:
         )
         self.restart(checkpoints.restore_params(params_dir, target), checkpoint_dir=self._checkpoint_dir)
 
-    def restart(self, params: Any, *, checkpoint_dir: str | None) -> None:
+    def restart(self, params: Any, *, checkpoint_dir: str | None, num_steps: int | None = None) -> None:
         """Begin a new training run from `params` (a pure dict like `state.params`, on device or host):
-        step 0, fresh optimizer state, and checkpoints in `checkpoint_dir` (None: no checkpoints).
+        step 0, fresh optimizer state, and checkpoints in `checkpoint_dir` (None: no checkpoints). With
+        `schedule_per_run`, `num_steps` is the run's schedule horizon.
 
         A new run gets its own checkpoint directory because orbax refuses to save a step it already holds:
         a run restarted at step 0 in the directory of an earlier one would silently keep the earlier
@@ -235,6 +253,8 @@ class Trainer:
                     f"{checkpoint_dir} already holds checkpoints of an earlier run (step "
                     f"{self.checkpoints.latest_step()}); give the new run its own directory"
                 )
+        if self.schedule_per_run and num_steps:
+            self._use_step(int(num_steps))
         # A copy: the first step donates the state's buffers, and the caller keeps `params` (the base model
         # that every iteration restarts from).
         params = jax.tree.map(

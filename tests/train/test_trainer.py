@@ -232,3 +232,37 @@ def test_model_snapshot_survives_further_training(trained):
     trainer.train_step(batch)
     np.testing.assert_array_equal(np.asarray(model(tokens)), before)
     assert not np.array_equal(np.asarray(trainer.model()(tokens)), before)
+
+
+def test_schedule_per_run_decays_to_its_end_on_every_runs_last_step():
+    """Each run begun by `restart(num_steps=N)` gets the gin schedule over N steps (a 6-step pretraining
+    and two 3-step fine-tunes here); the step of a run length is compiled once, and a run's updates follow
+    its own schedule (a run whose whole schedule is 0 leaves the parameters as they were)."""
+    import gin
+
+    with gin.unlock_config():
+        gin.bind_parameter("next_jax.train.make_schedule.kind", "warmup_linear")
+        gin.bind_parameter("next_jax.train.make_schedule.peak_value", 8e-3)
+        gin.bind_parameter("next_jax.train.make_optimizer.name", "adamw")
+    try:
+        trainer = Trainer(Decoder(TINY, rngs=nnx.Rngs(0)), peak_flops=1e12, schedule_per_run=True)
+        start = jax.tree.map(jnp.copy, trainer.state.params)
+        batch = make_batch(0)
+
+        def run(num_steps: int) -> list[float]:
+            trainer.restart(start, checkpoint_dir=None, num_steps=num_steps)
+            return [trainer.train_step(batch)["learning_rate"] for _ in range(num_steps)]
+
+        np.testing.assert_allclose(run(6), [8e-3 * (1 - k / 6) for k in range(6)], rtol=1e-6)
+        np.testing.assert_allclose(run(3), [8e-3 * (1 - k / 3) for k in range(3)], rtol=1e-6)
+        compiled = len(trainer._jitted)
+        np.testing.assert_allclose(run(3), [8e-3 * (1 - k / 3) for k in range(3)], rtol=1e-6)
+        assert len(trainer._jitted) == compiled  # same run length: the same compiled step
+
+        # a new run length builds its schedule from gin then: 0 throughout moves nothing
+        gin.bind_parameter("next_jax.train.make_schedule.peak_value", 0.0)
+        trainer.restart(start, checkpoint_dir=None, num_steps=2)
+        trainer.train_step(batch)
+        assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(start), jax.tree.leaves(trainer.state.params), strict=True))
+    finally:
+        gin.clear_config()
