@@ -207,7 +207,9 @@ class RunMirror:
 
     def _list_remote(self, under: str = "") -> dict[str, tuple[int, str]]:
         """Remote files (rel path -> `_version`) under `under`, markers and temporary files included; orbax's
-        directories left out where orbax writes the remote itself."""
+        directories left out where orbax writes the remote itself. Directory placeholders (zero-length
+        `NAME/` objects on GCS, written by tf.io.gfile's `makedirs` and the Cloud Console) are not files:
+        gcsfs lists them as such, and a download would put a file where the run needs a directory."""
         top = self._remote(under) if under else self.root
         try:
             found = self.fs.find(top, detail=True)
@@ -215,7 +217,7 @@ class RunMirror:
             return {}
         prefix = self.root + "/"
         out = {name[len(prefix):]: _version(info) for name, info in found.items()
-               if name.startswith(prefix) and info.get("type", "file") == "file"}
+               if name.startswith(prefix) and not name.endswith("/") and info.get("type", "file") == "file"}
         return {rel: v for rel, v in out.items() if not orbax_owned(rel)} if self.orbax_root else out
 
     def _parent(self, target: str) -> str:
