@@ -198,7 +198,8 @@ class Loop:
         self.exchange(f"demos {name}")
         return path
 
-    def train_stage(self, name: str, start: dict, paths: list[Path], steps: int, batch_size: int, seed_offset: int):
+    def train_stage(self, name: str, start: dict, paths: list[Path], steps: int, batch_size: int, seed_offset: int,
+                    peak_learning_rate: float | None = None):
         batches = lambda: training_batches(  # noqa: E731
             f"selftrain_{name.replace('/', '_')}", paths, batch_size=batch_size, num_steps=steps,
             seed=self.seed * 1009 + seed_offset, vocabulary=self.vocab,
@@ -207,7 +208,8 @@ class Loop:
                                      checkpoint_dir=self.run.checkpoint_path(name, "checkpoints"),
                                      params_dir=self.run.checkpoint_path(name, "params"),
                                      log_dir=self.run.path("tensorboard", name.replace("/", "_")),
-                                     on_step=lambda step, _: maybe_crash(f"train:{name}:{step}"))
+                                     on_step=lambda step, _: maybe_crash(f"train:{name}:{step}"),
+                                     peak_learning_rate=peak_learning_rate)
         self._params[name] = self.runtime.copy_params()
         return {"steps": steps, "final_loss": metrics.get("loss"), "records": [str(p) for p in paths]}
 
@@ -344,7 +346,8 @@ class Loop:
                 self.runtime.save(start, self.run.checkpoint_path(name, "params"))
                 self._params[name] = start
                 return {"steps": 0, "skipped": "no training records"}
-            return self.train_stage(name, start, paths, self.finetune.steps, self.finetune.batch_size, 200 + k)
+            return self.train_stage(name, start, paths, self.finetune.steps, self.finetune.batch_size, 200 + k,
+                                    self.finetune.peak_learning_rate)
 
         self.timed(f"{name}/train", train)
         self.evaluate(name, k)
@@ -392,7 +395,8 @@ def self_train(
         if control and loop.problems.seed:
             seed_path = loop.write_demos(loop.problems.seed, "seed")
             loop.timed("control", lambda: loop.train_stage("control", loop.params("base"), [seed_path],
-                                                           loop.finetune.steps, loop.finetune.batch_size, 100))
+                                                           loop.finetune.steps, loop.finetune.batch_size, 100,
+                                                           loop.finetune.peak_learning_rate))
             loop.evaluate("control", -2)
         pool_ids = loop.hard_subset()
         for k in range(num_iterations):

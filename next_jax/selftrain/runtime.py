@@ -54,10 +54,12 @@ class ModelRuntime:
         self.sampler.set_params(local_replica(params, self.sample_mesh))
 
     def train(self, params: dict, batches_fn, *, num_steps: int, checkpoint_dir: str, params_dir: str,
-              log_dir: Path, on_step=None) -> dict:
+              log_dir: Path, on_step=None, peak_learning_rate: float | None = None) -> dict:
         """Train from `params` for `num_steps` on `batches_fn()` with checkpoints in `checkpoint_dir` (resuming
-        from the newest one there), then save the final parameters to `params_dir` (paths or gs:// URLs)."""
-        self.trainer.restart(params, checkpoint_dir=checkpoint_dir, num_steps=num_steps)
+        from the newest one there), then save the final parameters to `params_dir` (paths or gs:// URLs).
+        `peak_learning_rate` (needs `Trainer.schedule_per_run`) overrides the schedule's peak for this run."""
+        self.trainer.restart(params, checkpoint_dir=checkpoint_dir, num_steps=num_steps,
+                             peak_learning_rate=peak_learning_rate)
         resumed = self.trainer.restore_latest()
         if resumed:
             log.info("resuming training in %s from step %d", checkpoint_dir, resumed)

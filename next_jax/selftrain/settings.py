@@ -59,9 +59,12 @@ class HardSubsetSettings:
 class FinetuneSettings:
     """The fine-tune stage: `steps` optimizer steps of `batch_size` packed rows, from the base model
     (paper, STaR) or from the previous iteration; the problem set's seed demonstrations are added to the
-    kept samples when `include_seed`. The control trains on the seed set alone with the same steps."""
+    kept samples when `include_seed`. The control trains on the seed set alone with the same steps and rate.
+    `peak_learning_rate` (with `Trainer.schedule_per_run`; None: the gin schedule's peak) sets the peak of
+    these fine-tunes alone, the pretraining keeping the schedule's."""
 
     steps: int = 200
     batch_size: int = 16
     from_base: bool = True
     include_seed: bool = True
+    peak_learning_rate: float | None = None

@@ -75,25 +75,37 @@ def mfu(model_flops_per_second: float, peak_flops_per_second: float) -> float:
     return model_flops_per_second / peak_flops_per_second
 
 
-def recomputed_forward_fraction(remat: bool, policy: str) -> float:
-    """Share of the forward pass's FLOPs that rematerialisation repeats in the backward pass.
+def recomputed_forward_flops(config, matmul_params: int, seq_len: int) -> float:
+    """Forward FLOPs per token that rematerialisation repeats in the backward pass.
 
-    `nothing_saveable` recomputes the whole layer (hardware FLOPs 8N instead of 6N per token); the `dots_*`
-    policies keep the matmul outputs and repeat only elementwise work (counted as 0 here).
+    Only `nothing_saveable` recomputes matmuls (the `dots_*` policies keep their outputs and repeat
+    elementwise work, counted as 0 here), and only inside the layers: the output projection to the vocabulary
+    is not rematerialised. Nor is all of a layer: the backward pass needs a matmul's input, not its output, so
+    the compiler drops the recomputed matmuls whose output only feeds the residual sum: the MLP's down
+    projection, and with `parallel_block` the attention's output projection too (in a sequential block that
+    output feeds the MLP's norm, which the backward pass needs).
     """
-    return 1.0 if remat and policy == "nothing_saveable" else 0.0
+    if not (config.remat and config.remat_policy == "nothing_saveable"):
+        return 0.0
+    layer_matmul_params = matmul_params - config.vocab_size * config.embed_dim
+    dead_per_layer = config.mlp_dim * config.embed_dim
+    if config.parallel_block:
+        dead_per_layer += config.num_heads * config.head_dim * config.embed_dim
+    attention = 4.0 * config.num_layers * config.num_heads * config.head_dim * seq_len
+    return 2.0 * (layer_matmul_params - config.num_layers * dead_per_layer) + attention
 
 
 def train_step_flops(config, num_params: int, batch_size: int, seq_len: int) -> tuple[float, float]:
     """(model FLOPs, expected hardware FLOPs) of one train step of a `DecoderConfig` on a
-    `[batch_size, seq_len]` batch; the latter adds the forward pass that remat recomputes."""
+    `[batch_size, seq_len]` batch; the latter adds the forward work that remat recomputes."""
+    matmul_params = matmul_param_count(num_params, config.vocab_size, config.embed_dim, config.tie_embeddings)
     counts = decoder_flops(
-        matmul_params=matmul_param_count(num_params, config.vocab_size, config.embed_dim, config.tie_embeddings),
+        matmul_params=matmul_params,
         num_layers=config.num_layers,
         num_heads=config.num_heads,
         head_dim=config.head_dim,
         seq_len=seq_len,
     )
     tokens = batch_size * seq_len
-    recompute = recomputed_forward_fraction(config.remat, config.remat_policy)
-    return counts.train_per_token * tokens, (counts.train_per_token + recompute * counts.forward_per_token) * tokens
+    recompute = recomputed_forward_flops(config, matmul_params, seq_len)
+    return counts.train_per_token * tokens, (counts.train_per_token + recompute) * tokens

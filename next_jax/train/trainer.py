@@ -78,8 +78,8 @@ class Trainer:
         self.schedule_per_run = schedule_per_run and learning_rate is None and optimizer is None
         if learning_rate is None and optimizer is None:
             learning_rate = optimizers.make_schedule()
-        self._horizon: int | None = None
-        self._parts_by_horizon: dict[int | None, tuple] = {}
+        self._run_schedule: tuple | None = None  # (horizon, peak) of the current run's schedule; None: gin's
+        self._parts_by_schedule: dict[tuple | None, tuple] = {}
         self._use_step(None, optimizer or optimizers.make_optimizer(learning_rate=learning_rate), learning_rate,
                        model=model)
         # Only the structure and metadata of the params State are kept; its arrays live in `self.state`.
@@ -115,23 +115,26 @@ class Trainer:
         self._checkpoint_dir = checkpoint_dir
         self.checkpoints = self._make_checkpoints(checkpoint_dir)
 
-    def _use_step(self, horizon: int | None, optimizer: optax.GradientTransformation | None = None,
+    def _use_step(self, schedule: tuple | None, optimizer: optax.GradientTransformation | None = None,
                   learning_rate: optax.Schedule | float | None = None, *, model: nnx.Module | None = None) -> None:
-        """Make the step of schedule horizon `horizon` current (None: the one built at construction),
-        building it once: its optimizer state has the same structure and shardings as every other's."""
-        if horizon not in self._parts_by_horizon:
+        """Make the step of run schedule `schedule` = (horizon, peak) current (None: the one built at
+        construction), building it once: its optimizer state has the same structure and shardings as every
+        other's. A None horizon or peak keeps gin's `make_schedule` value."""
+        if schedule not in self._parts_by_schedule:
             if model is None:  # shapes only: no second copy of the weights
                 model = nnx.merge(self._graphdef, self._params_template, self._rest)
             if optimizer is None:
-                learning_rate = optimizers.make_schedule(total_steps=horizon)
+                horizon, peak = schedule
+                overrides = {k: v for k, v in (("total_steps", horizon), ("peak_value", peak)) if v is not None}
+                learning_rate = optimizers.make_schedule(**overrides)
                 optimizer = optimizers.make_optimizer(learning_rate=learning_rate)
             parts = step_builder.build_step(
                 model, self.mesh, optimizer, z_loss=self.z_loss,
                 num_microbatches=self.num_microbatches, learning_rate=learning_rate,
             )
-            self._parts_by_horizon[horizon] = (parts, optimizer, learning_rate)
-        self._parts, self.optimizer, self.learning_rate = self._parts_by_horizon[horizon]
-        self._horizon = horizon
+            self._parts_by_schedule[schedule] = (parts, optimizer, learning_rate)
+        self._parts, self.optimizer, self.learning_rate = self._parts_by_schedule[schedule]
+        self._run_schedule = schedule
 
     def _make_checkpoints(self, checkpoint_dir: str | None) -> checkpoints.CheckpointManager | None:
         if not checkpoint_dir:
@@ -146,7 +149,7 @@ class Trainer:
     def compiled_step(self, batch: Mapping[str, Any]) -> Callable:
         """The step compiled ahead of time for batches shaped like `batch` (once per shape set), so that
         step timings never include compilation."""
-        key = ("train", self._horizon, tuple(sorted((k, tuple(np.shape(v))) for k, v in batch.items())))
+        key = ("train", self._run_schedule, tuple(sorted((k, tuple(np.shape(v))) for k, v in batch.items())))
         if key not in self._jitted:
             abstract = step_builder.abstract_batch(batch, self.mesh)
             self._jitted[key] = step_builder.lower_step(self._parts, abstract).compile()
@@ -238,10 +241,12 @@ class Trainer:
         )
         self.restart(checkpoints.restore_params(params_dir, target), checkpoint_dir=self._checkpoint_dir)
 
-    def restart(self, params: Any, *, checkpoint_dir: str | None, num_steps: int | None = None) -> None:
+    def restart(self, params: Any, *, checkpoint_dir: str | None, num_steps: int | None = None,
+                peak_learning_rate: float | None = None) -> None:
         """Begin a new training run from `params` (a pure dict like `state.params`, on device or host):
         step 0, fresh optimizer state, and checkpoints in `checkpoint_dir` (None: no checkpoints). With
-        `schedule_per_run`, `num_steps` is the run's schedule horizon.
+        `schedule_per_run`, `num_steps` is the run's schedule horizon and `peak_learning_rate` (None: gin's)
+        its peak, so that a fine-tune can run at a lower rate than the pretraining before it.
 
         A new run gets its own checkpoint directory because orbax refuses to save a step it already holds:
         a run restarted at step 0 in the directory of an earlier one would silently keep the earlier
@@ -253,8 +258,11 @@ class Trainer:
                     f"{checkpoint_dir} already holds checkpoints of an earlier run (step "
                     f"{self.checkpoints.latest_step()}); give the new run its own directory"
                 )
-        if self.schedule_per_run and num_steps:
-            self._use_step(int(num_steps))
+        if peak_learning_rate is not None and not self.schedule_per_run:
+            raise ValueError("a per-run peak learning rate needs Trainer.schedule_per_run")
+        if self.schedule_per_run and (num_steps or peak_learning_rate is not None):
+            self._use_step((int(num_steps) if num_steps else None,
+                            None if peak_learning_rate is None else float(peak_learning_rate)))
         # A copy: the first step donates the state's buffers, and the caller keeps `params` (the base model
         # that every iteration restarts from).
         params = jax.tree.map(

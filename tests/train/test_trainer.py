@@ -249,8 +249,8 @@ def test_schedule_per_run_decays_to_its_end_on_every_runs_last_step():
         start = jax.tree.map(jnp.copy, trainer.state.params)
         batch = make_batch(0)
 
-        def run(num_steps: int) -> list[float]:
-            trainer.restart(start, checkpoint_dir=None, num_steps=num_steps)
+        def run(num_steps: int, peak: float | None = None) -> list[float]:
+            trainer.restart(start, checkpoint_dir=None, num_steps=num_steps, peak_learning_rate=peak)
             return [trainer.train_step(batch)["learning_rate"] for _ in range(num_steps)]
 
         np.testing.assert_allclose(run(6), [8e-3 * (1 - k / 6) for k in range(6)], rtol=1e-6)
@@ -258,6 +258,9 @@ def test_schedule_per_run_decays_to_its_end_on_every_runs_last_step():
         compiled = len(trainer._jitted)
         np.testing.assert_allclose(run(3), [8e-3 * (1 - k / 3) for k in range(3)], rtol=1e-6)
         assert len(trainer._jitted) == compiled  # same run length: the same compiled step
+        # a fine-tune at its own peak, then back to gin's peak at the same length
+        np.testing.assert_allclose(run(3, peak=2e-3), [2e-3 * (1 - k / 3) for k in range(3)], rtol=1e-6)
+        np.testing.assert_allclose(run(3), [8e-3 * (1 - k / 3) for k in range(3)], rtol=1e-6)
 
         # a new run length builds its schedule from gin then: 0 throughout moves nothing
         gin.bind_parameter("next_jax.train.make_schedule.peak_value", 0.0)
