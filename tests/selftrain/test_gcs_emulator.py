@@ -44,25 +44,11 @@ gcsfs = pytest.importorskip("gcsfs", reason="gcsfs is not installed (pip install
 pytest.importorskip("gcp_storage_emulator", reason="gcp-storage-emulator is not installed (pip install -e '.[test]')")
 
 import fsspec  # noqa: E402
+from mirror_fixtures import RUN, TEMPORARY, Recording, write  # noqa: E402
 
 from next_jax.selftrain.run_mirror import PARTIAL, RunMirror, open_mirror, orbax_owned  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-# As in test_run_mirror.py: a finished-looking run and the temporary files that must never reach the remote.
-RUN = {
-    "state.json": '{"completed": {"data": null}}',
-    "config.gin": "a = 1\n",
-    "data/pool.jsonl": "{}\n",
-    "iter_0/samples/shard-p000-00000.jsonl.gz": "samples",
-    "iter_0/verdicts/shard-p000-00000.jsonl.gz": "verdicts",
-    "base/checkpoints/2/_CHECKPOINT_METADATA": "{}",
-    "base/checkpoints/2/state/manifest.ocdbt": "manifest",
-    "base/checkpoints/2/state/d/0a1b": "weights",
-}
-TEMPORARY = (".state.json.abc123.tmp", "iter_0/samples/shard-p000-00001.jsonl.gz.tmp",
-             "base/checkpoints/4.orbax-checkpoint-tmp-17/_CHECKPOINT_METADATA")
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -127,30 +113,8 @@ def gcs():
     return fsspec.filesystem("gs", skip_instance_cache=True)
 
 
-def write(root: Path, files: dict[str, str]) -> None:
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-
-
 def remote_files(fs, root: str) -> dict[str, bytes]:
     return {p[len(root) + 1:]: fs.cat_file(p) for p in fs.find(root)}
-
-
-class Recording:
-    """Records every write and delete the mirror makes on the remote, in order (until the test ends)."""
-
-    def __init__(self, fs, monkeypatch) -> None:
-        self.ops: list[tuple[str, str]] = []
-        for method in ("put_file", "pipe_file", "rm_file", "rm", "mv"):
-            monkeypatch.setattr(fs, method, self._wrap(method, getattr(fs, method)))
-
-    def _wrap(self, method, fn):
-        def call(path, *args, **kwargs):
-            target = args[0] if method == "mv" or (method == "put_file" and args) else path
-            self.ops.append((method, str(target)))
-            return fn(path, *args, **kwargs)
-        return call
 
 
 def pushed_run(bucket: str, cache: Path) -> RunMirror:
