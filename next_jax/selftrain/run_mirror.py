@@ -372,5 +372,26 @@ def open_mirror(url: str, local_cache_dir: str | None, *, process_index: int = 0
     cache = Path(local_cache_dir) if local_cache_dir else default_cache(url)
     if process_count > 1:
         cache = cache / f"p{process_index:03d}"
-    return RunMirror.from_url(url, cache, orbax_root=orbax_root, process_index=process_index,
-                              process_count=process_count)
+    mirror = RunMirror.from_url(url, cache, orbax_root=orbax_root, process_index=process_index,
+                                process_count=process_count)
+    _check_bucket(mirror, url)
+    return mirror
+
+
+_LOCAL_PROTOCOLS = {"file", "local", "memory"}
+
+
+def _check_bucket(mirror: RunMirror, url: str) -> None:
+    """An object store's bucket must exist and be readable before the run starts: otherwise the first push,
+    after the first stage's work, fails deep in the client."""
+    protocols = {mirror.fs.protocol} if isinstance(mirror.fs.protocol, str) else set(mirror.fs.protocol)
+    if protocols & _LOCAL_PROTOCOLS:
+        return
+    bucket = mirror.root.split("/", 1)[0]
+    try:
+        found = mirror.fs.exists(bucket)
+    except Exception as e:  # credentials, network, permissions: whatever the client raises, say which
+        raise MirrorError(f"--run_dir={url}: cannot reach bucket {bucket!r}: {type(e).__name__}: {e}") from None
+    if not found:
+        raise MirrorError(f"--run_dir={url}: bucket {bucket!r} does not exist (or these credentials cannot "
+                          "see it); create it first")

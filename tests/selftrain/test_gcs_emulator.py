@@ -46,7 +46,7 @@ pytest.importorskip("gcp_storage_emulator", reason="gcp-storage-emulator is not 
 import fsspec  # noqa: E402
 from mirror_fixtures import RUN, TEMPORARY, Recording, write  # noqa: E402
 
-from next_jax.selftrain.run_mirror import PARTIAL, RunMirror, open_mirror, orbax_owned  # noqa: E402
+from next_jax.selftrain.run_mirror import PARTIAL, MirrorError, RunMirror, open_mirror, orbax_owned  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 def free_port() -> int:
@@ -261,3 +261,9 @@ def test_directory_placeholder_objects_are_not_files(bucket, tmp_path):
     restored = {str(p.relative_to(fresh.cache)): p.read_text() for p in fresh.cache.rglob("*") if p.is_file()}
     restored.pop(".next_jax_mirror.json")
     assert restored == own
+
+
+def test_a_missing_bucket_is_a_one_line_error_before_the_run_starts(bucket, tmp_path):
+    with pytest.raises(MirrorError, match=r"bucket 'no-such-bucket-[0-9a-f]+' does not exist"):
+        open_mirror(f"gs://no-such-bucket-{uuid.uuid4().hex[:8]}/run", str(tmp_path / "cache"))
+    assert open_mirror(f"gs://{bucket}/run", str(tmp_path / "cache2")).url == f"gs://{bucket}/run"
