@@ -75,6 +75,9 @@ class Loop:
         self.progress = Progress(enabled=show_progress and self.main)
         self.problems = self._problems(problems_factory)
         self.runtime = build_runtime(seed=seed, show_progress=show_progress)
+        if self.finetune.peak_learning_rate is not None and not self.runtime.trainer.schedule_per_run:
+            # found now, not when the control starts after the base's pretraining
+            raise ValueError("FinetuneSettings.peak_learning_rate needs Trainer.schedule_per_run = True")
         self.vocab = self.runtime.vocabulary
         self.count = token_counter(self.vocab)
         self.renderer = PromptRenderer(repair_data_config(), self.count)

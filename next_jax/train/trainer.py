@@ -50,8 +50,9 @@ class Trainer:
 
     `schedule_per_run`: each training run begun by `restart(..., num_steps=N)` gets the gin schedule with
     `total_steps=N`, so a decaying schedule ends at its end value on every run's last step whatever its
-    length (a self-training run pretrains for hundreds of steps and fine-tunes for tens, several times).
-    One step is compiled per distinct run length, not per run.
+    length (a self-training run pretrains for hundreds of steps and fine-tunes for tens, several times), and
+    `restart(..., peak_learning_rate=P)` gives a run its own peak. One step is compiled per distinct
+    (length, peak), not per run.
     """
 
     def __init__(
