@@ -65,9 +65,16 @@ def main(argv: list[str] | None = None) -> int:
           f"remat={config.remat} ({config.remat_policy}), attention={config.attention_impl}, "
           f"dtype={config.dtype}/{config.param_dtype}")
     ok = True
+    # Batches are split over the data-parallel axes (a train batch per microbatch): say so, not a traceback.
+    data_parallel = mesh.shape["data"] * mesh.shape["fsdp"]
+    microbatches = int(_gin_value("Trainer.num_microbatches", 1))
+    if not args.skip_train and args.batch % (data_parallel * microbatches):
+        ap.error(f"--batch {args.batch} is not a multiple of data x fsdp ({data_parallel}) x "
+                 f"{microbatches} microbatch(es)")
+    if not args.skip_sampler and args.sample_batch and args.sample_batch % data_parallel:
+        ap.error(f"--sample_batch {args.sample_batch} is not a multiple of data x fsdp ({data_parallel})")
     if not args.skip_train:
         optimizer = optimizers.make_optimizer(learning_rate=optimizers.make_schedule())
-        microbatches = int(_gin_value("Trainer.num_microbatches", 1))
         check = fit_check.check_train_step(
             config, mesh, optimizer, batch_size=args.batch, seq_len=seq, num_microbatches=microbatches,
             z_loss=config.z_loss, count_flops=not args.no_flop_count,
@@ -88,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  step time at {args.mfu:.0%} MFU: {seconds:.2f} s ({tokens:,.0f} tokens/s)")
     if not args.skip_sampler:
         params = next_jax.decode.sampler.sampling_params()
-        data_parallel = mesh.shape["data"] * mesh.shape["fsdp"]
         check = fit_check.check_sampler(
             config, mesh, batch_size=args.sample_batch or data_parallel, num_samples=params["num_samples"],
             prompt_len=args.prompt_len, max_new_tokens=params["max_new_tokens"],

@@ -81,3 +81,10 @@ def test_a_model_too_big_for_the_slice_is_reported_as_not_fitting():
     assert "train step: DOES NOT FIT" in done.stdout
     consumers = re.search(r"largest consumers: (.*)", done.stdout)
     assert consumers is not None and "parameters (f32) 30.52 GiB" in consumers.group(1)
+
+
+def test_a_batch_the_mesh_cannot_split_is_a_usage_error():
+    done = compile_check("--batch=6", "--seq=128", "--gin.create_mesh.data=1", "--gin.create_mesh.fsdp=4",
+                         "--skip_sampler", "--no_flop_count")
+    assert done.returncode == 2 and "--batch 6 is not a multiple of data x fsdp (4)" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
