@@ -9,11 +9,14 @@ import math
 import random
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from next_jax.data.example import RepairExample
 from next_jax.data.fix_check import candidate_for
 from next_jax.data.mutation import iter_mutants
+
+if TYPE_CHECKING:
+    from next_jax.selftrain.loop import Loop
 
 
 def blind_edit_floor(
@@ -46,3 +49,15 @@ def blind_edit_floor(
     any_rate = sum(any(flags) for flags in passed.values()) / len(passed) if passed else 0.0
     return {"problems": len(passed), "draws": draws, "fix_rate": rate, "fix_rate_stderr": stderr,
             "any_of_draws": any_rate}
+
+
+def dev_floor(loop: Loop) -> dict:
+    """The `dev_floor` stage: the dev set's test-blind floor, verified in process 0's pool."""
+
+    def run() -> dict:
+        problems, _ = loop.problems_for("dev", loop.problems.dev, loop.trace_format)
+        by_id = {p.example_id: p for p in problems}
+        return blind_edit_floor(loop.problems.dev, {i: p.meta for i, p in by_id.items()}, loop.verify,
+                                seed=loop.seed, timeouts={i: p.timeout for i, p in by_id.items()})
+
+    return loop.timed("dev_floor", run, everywhere=False)  # verification only: process 0's pool

@@ -38,8 +38,9 @@ from next_jax.selftrain.batches import count_records, training_batches
 from next_jax.selftrain.evaluation import EvalSettings, evaluate_arm
 from next_jax.selftrain.faults import maybe_crash
 from next_jax.selftrain.filtering import FilterSettings, kept_records
-from next_jax.selftrain.floor import blind_edit_floor
+from next_jax.selftrain.floor import dev_floor
 from next_jax.selftrain.generation import SamplerGenerate
+from next_jax.selftrain.hard_subset import hard_subset_ids
 from next_jax.selftrain.model_setup import build_runtime
 from next_jax.selftrain.progress import Progress
 from next_jax.selftrain.records import sampling_seed
@@ -216,6 +217,11 @@ class Loop:
         self._params[name] = self.runtime.copy_params()
         return {"steps": steps, "final_loss": metrics.get("loss"), "records": [str(p) for p in paths]}
 
+    def finetune_stage(self, name: str, start: dict, paths: list[Path], seed_offset: int):
+        """A fine-tune (the control or an iteration's) as `FinetuneSettings` sets them."""
+        f = self.finetune
+        return self.train_stage(name, start, paths, f.steps, f.batch_size, seed_offset, f.peak_learning_rate)
+
     def pretrain_base(self, steps: int, batch_size: int, seed_repeats: int = 1) -> None:
         if steps <= 0:
             return
@@ -251,40 +257,6 @@ class Loop:
             return {"eval": results}
 
         return self.timed(f"{name}/eval", run)["eval"]
-
-    def floor(self) -> dict:
-        """The dev set's test-blind floor (`floor.py`): what a random edit of each buggy program fixes."""
-
-        def run() -> dict:
-            problems, _ = self.problems_for("dev", self.problems.dev, self.trace_format)
-            by_id = {p.example_id: p for p in problems}
-            return blind_edit_floor(self.problems.dev, {i: p.meta for i, p in by_id.items()}, self.verify,
-                                    seed=self.seed, timeouts={i: p.timeout for i, p in by_id.items()})
-
-        return self.timed("dev_floor", run, everywhere=False)  # verification only: process 0's pool
-
-    def hard_subset(self) -> list[str]:
-        """Ids of the training problems the base model rarely solves (pass@1 < threshold)."""
-        if not self.hard.enabled:
-            return [ex.id for ex in self.problems.pool]
-
-        def run() -> dict:
-            self.runtime.sample_with(self.params("base"))
-            problems, _ = self.problems_for("pool", self.problems.pool, self.trace_format)
-            out = self.run.path("hard_subset")
-            with self.progress.bar("hard subset", len(problems)) as bar:
-                sample_and_verify(shards_of(problems, self.sample_settings.shard_size, self.count), out, iteration=0,
-                                  generate=self.train_generator("hard", 0), verify=self.verify,
-                                  num_samples=self.hard.num_samples, progress=bar, on_written=self.on_written,
-                                  **self.share)
-            self.exchange("hard_subset samples")
-            passed: dict[str, list[bool]] = {}
-            for s, v in read_joined(out):
-                passed.setdefault(s.example_id, []).append(v["status"] == "pass")
-            keep = sorted(i for i, flags in passed.items() if sum(flags) / len(flags) < self.hard.threshold)
-            return {"ids": keep, "problems": len(passed)}
-
-        return self.timed("hard_subset", run)["ids"]
 
     def iteration(self, k: int, pool_ids: list[str]) -> None:
         name, prev = f"iter_{k}", ("base" if k == 0 else f"iter_{k - 1}")
@@ -349,8 +321,7 @@ class Loop:
                 self.runtime.save(start, self.run.checkpoint_path(name, "params"))
                 self._params[name] = start
                 return {"steps": 0, "skipped": "no training records"}
-            return self.train_stage(name, start, paths, self.finetune.steps, self.finetune.batch_size, 200 + k,
-                                    self.finetune.peak_learning_rate)
+            return self.finetune_stage(name, start, paths, 200 + k)
 
         self.timed(f"{name}/train", train)
         self.evaluate(name, k)
@@ -394,14 +365,12 @@ def self_train(
             loop.measure_time_limits()
         loop.pretrain_base(base.pretrain_steps, base.pretrain_batch_size, base.seed_repeats)
         loop.evaluate("base", -1)
-        loop.floor()
+        dev_floor(loop)
         if control and loop.problems.seed:
             seed_path = loop.write_demos(loop.problems.seed, "seed")
-            loop.timed("control", lambda: loop.train_stage("control", loop.params("base"), [seed_path],
-                                                           loop.finetune.steps, loop.finetune.batch_size, 100,
-                                                           loop.finetune.peak_learning_rate))
+            loop.timed("control", lambda: loop.finetune_stage("control", loop.params("base"), [seed_path], 100))
             loop.evaluate("control", -2)
-        pool_ids = loop.hard_subset()
+        pool_ids = hard_subset_ids(loop)
         for k in range(num_iterations):
             loop.iteration(k, pool_ids)
             publish(run, build_summary(run, seed=seed, num_iterations=num_iterations), final=False)
