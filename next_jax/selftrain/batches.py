@@ -48,9 +48,11 @@ def training_batches(
     vocabulary: seqio.Vocabulary,
     lengths: dict[str, int] | None = None,
     pack: bool = True,
+    loss_on_prompt: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """`num_steps` packed batches over the prompt/target records of `paths`, repeated and reshuffled each
-    epoch (deterministic for a seed). Registers SeqIO task `task_name` over the files."""
+    epoch (deterministic for a seed). Registers SeqIO task `task_name` over the files. The loss weights cover
+    the targets only, or with `loss_on_prompt` the prompts too."""
     paths = [str(p) for p in paths]
     records = count_records(paths)
     if records == 0:
@@ -61,7 +63,7 @@ def training_batches(
     ds = seqio.get_dataset(
         task_name,
         task_feature_lengths=lengths,
-        feature_converter=seqio.DecoderFeatureConverter(pack=pack),
+        feature_converter=seqio.DecoderFeatureConverter(pack=pack, loss_on_targets_only=not loss_on_prompt),
         dataset_split="train",
         shuffle=True,
         num_epochs=None,

@@ -203,10 +203,10 @@ class Loop:
         return path
 
     def train_stage(self, name: str, start: dict, paths: list[Path], steps: int, batch_size: int, seed_offset: int,
-                    peak_learning_rate: float | None = None):
+                    peak_learning_rate: float | None = None, loss_on_prompt: bool = False):
         batches = lambda: training_batches(  # noqa: E731
             f"selftrain_{name.replace('/', '_')}", paths, batch_size=batch_size, num_steps=steps,
-            seed=self.seed * 1009 + seed_offset, vocabulary=self.vocab,
+            seed=self.seed * 1009 + seed_offset, vocabulary=self.vocab, loss_on_prompt=loss_on_prompt,
         )
         metrics = self.runtime.train(start, batches, num_steps=steps,
                                      checkpoint_dir=self.run.checkpoint_path(name, "checkpoints"),
@@ -222,13 +222,14 @@ class Loop:
         f = self.finetune
         return self.train_stage(name, start, paths, f.steps, f.batch_size, seed_offset, f.peak_learning_rate)
 
-    def pretrain_base(self, steps: int, batch_size: int, seed_repeats: int = 1) -> None:
+    def pretrain_base(self, steps: int, batch_size: int, seed_repeats: int = 1, loss_on_prompt: bool = False) -> None:
         if steps <= 0:
             return
         paths = [self.run.path("data", "corpus.jsonl")]
         if self.problems.seed:
             paths += [self.write_demos(self.problems.seed, "seed")] * max(1, seed_repeats)
-        self.timed("base", lambda: self.train_stage("base", self.runtime.initial_params, paths, steps, batch_size, 1))
+        self.timed("base", lambda: self.train_stage("base", self.runtime.initial_params, paths, steps, batch_size, 1,
+                                                    loss_on_prompt=loss_on_prompt))
 
     def evaluate(self, name: str, iteration: int) -> dict:
         """EVAL per arm for model `name` (dev with the run's trace format, dev_notrace, extra sets)."""
@@ -363,7 +364,7 @@ def self_train(
         base = BaseModelSettings()
         if reference_time_limits:
             loop.measure_time_limits()
-        loop.pretrain_base(base.pretrain_steps, base.pretrain_batch_size, base.seed_repeats)
+        loop.pretrain_base(base.pretrain_steps, base.pretrain_batch_size, base.seed_repeats, base.loss_on_prompt)
         loop.evaluate("base", -1)
         dev_floor(loop)
         if control and loop.problems.seed:

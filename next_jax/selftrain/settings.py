@@ -24,6 +24,10 @@ class BaseModelSettings:
     # The seed demonstrations are few beside the corpus: repeating them teaches the repair format (copy the
     # program, change the faulty line) before the first sample, without which iteration 0 keeps nothing.
     seed_repeats: int = 1
+    # Pretraining loss on the prompt tokens too (a language model's loss on the whole text), not only on the
+    # answers: prompts are most of the corpus's bytes (descriptions, traced programs), so the same steps give
+    # several times the training signal. Fine-tunes always learn the answers only.
+    loss_on_prompt: bool = False
     dtype: str | None = None  # None: the preset's / checkpoint's
     length_buckets: tuple[int, ...] = (256, 512, 1024, 2048)
 

@@ -103,7 +103,7 @@ def test_gold_targets_of_synthetic_examples_round_trip_as_edits():
             as_edits += 1
             # The fix sentence ("Line N must be ...") is left to the edits; the failure stays.
             assert parsed.rationale == failure_rationale(ex.rationale, ex.buggy_code, ex.reference)
-            assert "Line " not in parsed.rationale and parsed.rationale.startswith("`")
+            assert "Line " not in parsed.rationale and parsed.rationale.startswith("It ")
     assert as_edits >= 0.9 * len(examples)
     program = dataclasses.replace(config, answer="program")
     assert "```python" in PromptRenderer(program).target(examples[0])

@@ -23,3 +23,24 @@ def test_later_files_reach_the_first_batches(tmp_path):
     assert len(rows) == 80
     with_b = sum(int(b_id in row) for row in rows)
     assert 4 <= with_b <= 36  # about 16 of 80 (500 of 2,500 records), never 0
+
+
+def test_loss_on_prompt_weights_every_token_of_a_record(tmp_path):
+    # Pretraining's option: the prompt's bytes count in the loss too; by default only the target's do.
+    vocab = get_vocabulary(kind="byte")
+    path = tmp_path / "pairs.jsonl"
+    write_jsonl(path, ({"id": f"r{i}", "prompt": "prompt!", "target": "ans"} for i in range(8)))
+    lengths = {"inputs": 8, "targets": 8}
+
+    def weighted(loss_on_prompt: bool):
+        batch = next(training_batches(f"test_batches_lop_{loss_on_prompt}", [path], batch_size=2, num_steps=1,
+                                      seed=0, vocabulary=vocab, lengths=lengths, loss_on_prompt=loss_on_prompt))
+        tokens, weights = batch["decoder_target_tokens"], batch["decoder_loss_weights"]
+        assert not (weights * (tokens == 0)).any()  # padding never counts
+        return int(weights.sum()), int((tokens != 0).sum())
+
+    targets_only, nonpad = weighted(False)
+    everything, nonpad_again = weighted(True)
+    assert nonpad == nonpad_again
+    assert everything == nonpad  # prompt, target and EOS of every packed record
+    assert targets_only == nonpad - nonpad * len("prompt!") // (len("prompt!") + len("ans") + 1)
