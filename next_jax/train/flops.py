@@ -91,8 +91,10 @@ def recomputed_forward_flops(config, matmul_params: int, seq_len: int) -> float:
     dead_per_layer = config.mlp_dim * config.embed_dim
     if config.parallel_block:
         dead_per_layer += config.num_heads * config.head_dim * config.embed_dim
-    attention = 4.0 * config.num_layers * config.num_heads * config.head_dim * seq_len
-    return 2.0 * (layer_matmul_params - config.num_layers * dead_per_layer) + attention
+    recomputed = decoder_flops(matmul_params=layer_matmul_params - config.num_layers * dead_per_layer,
+                               num_layers=config.num_layers, num_heads=config.num_heads,
+                               head_dim=config.head_dim, seq_len=seq_len)
+    return recomputed.forward_per_token
 
 
 def train_step_flops(config, num_params: int, batch_size: int, seq_len: int) -> tuple[float, float]:
