@@ -4,11 +4,14 @@ fix-rate plot, the HTML report and, at the end, the printed table (process 0 onl
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 
 from next_jax.selftrain.rundir import RunDir, atomic_write_bytes, atomic_write_json
+from next_jax.selftrain.sample_verify import read_joined
 
 log = logging.getLogger(__name__)
 _TRAIN_KEYS = ("problems", "samples", "parsed", "passed", "problems_solved")
@@ -16,6 +19,25 @@ _TRAIN_KEYS = ("problems", "samples", "parsed", "passed", "problems_solved")
 
 def _eval(run: RunDir, name: str) -> dict[str, Any]:
     return run.result(f"{name}/eval")["eval"] if run.done(f"{name}/eval") else {}
+
+
+def paired_difference(model: Mapping[str, bool], reference: Mapping[str, bool]) -> dict[str, Any] | None:
+    """Mean of `model - reference` over the problems both answered (pass = 1), with its standard error: the
+    two fix rates' difference, measured on the same problems, so the problems' own difficulty cancels."""
+    common = sorted(model.keys() & reference.keys())
+    if len(common) < 2:
+        return None
+    diffs = [int(model[e]) - int(reference[e]) for e in common]
+    mean = sum(diffs) / len(diffs)
+    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
+    return {"problems": len(common), "greedy_fix_rate": mean, "stderr": math.sqrt(var / len(diffs))}
+
+
+def _greedy_passes(run: RunDir, name: str) -> dict[str, bool]:
+    directory = run.path(name, "eval", "dev", "greedy")
+    if not (directory / "samples").is_dir():
+        return {}
+    return {sample.example_id: verdict["status"] == "pass" for sample, verdict in read_joined(directory)}
 
 
 def build_summary(run: RunDir, *, seed: int, num_iterations: int) -> dict[str, Any]:
@@ -33,6 +55,7 @@ def build_summary(run: RunDir, *, seed: int, num_iterations: int) -> dict[str, A
         "stage_seconds": {s: (run.result(s) or {}).get("seconds") for s in run.completed
                           if isinstance(run.result(s), dict)},
     }
+    control_passes = _greedy_passes(run, "control")
     for k in range(num_iterations):
         name = f"iter_{k}"
         if not run.done(f"{name}/eval"):
@@ -49,6 +72,8 @@ def build_summary(run: RunDir, *, seed: int, num_iterations: int) -> dict[str, A
                         "train": run.result(f"{name}/train")["seconds"], "eval": run.result(f"{name}/eval")["seconds"]},
             "sampler_wait_seconds": sample["sampler_wait_seconds"],
             "trace_share": sample["trace_share"],
+            # dev greedy, this iteration minus the control, paired by problem (None without a control)
+            "minus_control": paired_difference(_greedy_passes(run, name), control_passes),
         })
     summary["best_iteration"] = best_iteration(summary)
     return summary

@@ -55,6 +55,15 @@ def _rate(ev: Any) -> str:
     return f"{100 * rate:.1f}" if err is None else f"{100 * rate:.1f} ± {100 * err:.1f}"
 
 
+def _diff(x: Any) -> str:
+    """A paired difference in points with its stderr: '+6.2 ± 2.4'."""
+    d = _dict(x)
+    mean, err = _num(d.get("greedy_fix_rate")), _num(d.get("stderr"))
+    if mean is None:
+        return MISSING
+    return f"{100 * mean:+.1f}" if err is None else f"{100 * mean:+.1f} ± {100 * err:.1f}"
+
+
 def _int(x: Any) -> str:
     v = _num(x)
     return MISSING if v is None else str(int(v))
@@ -89,18 +98,20 @@ def summary_table(summary: Mapping[str, Any]) -> SummaryTable:
     """Rows: base, control, then each iteration; pass@k columns are of the traced dev evaluation."""
     ks = pass_at_k_keys(summary)
     columns = [Column("", "row"), Column("dev", "n"), Column("fix rate %", "trace"),
-               Column("fix rate %", "no trace")]
+               Column("fix rate %", "no trace"), Column("fix rate %", "- control")]
     columns += [Column("pass@k %", f"@{k}") for k in ks]
     columns += [Column("train", name) for name in (*TRAIN_COUNTS, "solved", "trace share")]
     columns += [Column("seconds", s) for s in STAGES] + [Column("seconds", "sampler wait")]
     blank_train = [""] * (len(TRAIN_COUNTS) + 2 + len(STAGES) + 1)
 
-    def eval_cells(ev: Any, ev_notrace: Any) -> list[str]:
+    def eval_cells(ev: Any, ev_notrace: Any, minus_control: str) -> list[str]:
         pak = _dict(_dict(ev).get("pass_at_k"))
-        return [_int(_dict(ev).get("problems")), _rate(ev), _rate(ev_notrace)] + [_pct(pak.get(k)) for k in ks]
+        return ([_int(_dict(ev).get("problems")), _rate(ev), _rate(ev_notrace), minus_control]
+                + [_pct(pak.get(k)) for k in ks])
 
-    rows = [["base", *eval_cells(summary.get("base"), summary.get("base_notrace")), *blank_train],
-            ["control", *eval_cells(summary.get("control"), summary.get("control_notrace")), *blank_train]]
+    # "- control" is an iteration's (paired by problem, summary.py): blank in the base and control rows.
+    rows = [["base", *eval_cells(summary.get("base"), summary.get("base_notrace"), ""), *blank_train],
+            ["control", *eval_cells(summary.get("control"), summary.get("control_notrace"), ""), *blank_train]]
     best = summary.get("best_iteration")
     best_row = None
     for it in iterations(summary):
@@ -113,7 +124,7 @@ def summary_table(summary: Mapping[str, Any]) -> SummaryTable:
         solved = _int(train.get("problems_solved"))
         if solved != MISSING and _num(train.get("problems")) is not None:
             solved += f"/{_int(train.get('problems'))}"
-        rows.append([label, *eval_cells(it.get("dev"), it.get("dev_notrace")),
+        rows.append([label, *eval_cells(it.get("dev"), it.get("dev_notrace"), _diff(it.get("minus_control"))),
                      *(_int(train.get(c)) for c in TRAIN_COUNTS), solved, _pct(it.get("trace_share")),
                      *(_secs(secs.get(s)) for s in STAGES), _secs(it.get("sampler_wait_seconds"))])
     return SummaryTable(tuple(columns), tuple(tuple(r) for r in rows), best_row)

@@ -240,6 +240,7 @@ def test_summary_table_text(fake_run) -> None:
     assert rows["control"].split()[1:6] == ["50", "24.0", "±", "6.0", "-"]  # control_notrace is null
     assert rows["iter 2 *"].split()[-11:] == ["12", "11", "5", "5", "3/3", "50.0", "11.0", "3.0", "41.5", "7.5", "0.5"]
     assert "41.2 ± 1.3" in rows["iter 2 *"] and "62.0" in rows["iter 2 *"]
+    assert "+6.0 ± 3.1" in rows["iter 1"] and "- control" in lines[2]  # iteration minus control, paired
     assert all(len(line) <= len(lines[2]) for line in lines[1:-1]) and len(rows["iter 1"]) == len(lines[2])
     assert lines[-1] == "* best iteration"
     assert "@1" in lines[2] and "@4" in lines[2] and "sampler wait" in lines[2]
@@ -256,4 +257,18 @@ def test_summary_table_nulls_and_empty() -> None:
     text = format_summary_table({"iterations": [{"iteration": 3, "dev": {"greedy_fix_rate": 0.5, "x": 1},
                                                  "train": None, "seconds": {"sample": "slow"}}]})
     assert "iter 3" in text and "50.0" in text and "run ? (seed ?)" in text
-    assert summary_table({}).rows == (("base", "-", "-", "-", *[""] * 11), ("control", "-", "-", "-", *[""] * 11))
+    assert summary_table({}).rows == (("base", "-", "-", "-", *[""] * 12), ("control", "-", "-", "-", *[""] * 12))
+
+
+def test_paired_difference_is_the_rates_difference_on_common_problems() -> None:
+    from next_jax.selftrain.summary import paired_difference
+
+    model = {"a": True, "b": True, "c": False, "d": True, "only_model": True}
+    control = {"a": False, "b": True, "c": True, "d": False, "only_control": False}
+    d = paired_difference(model, control)
+    assert d["problems"] == 4 and d["greedy_fix_rate"] == (3 - 2) / 4
+    diffs = [1, 0, -1, 1]
+    var = sum((x - 0.25) ** 2 for x in diffs) / 3
+    assert abs(d["stderr"] - (var / 4) ** 0.5) < 1e-12
+    assert paired_difference({"a": True}, {"a": False}) is None  # one problem: no stderr
+    assert paired_difference(model, {}) is None  # no control

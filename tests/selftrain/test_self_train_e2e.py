@@ -65,6 +65,9 @@ def test_a_run_writes_every_output(finished):
     assert train["problems"] == 32 and train["samples"] == 64
     assert train["passed"] <= train["parsed"] <= train["samples"] and train["kept"] <= train["passed"]
     assert it["trace_share"] >= 0.95 and it["sampler_wait_seconds"] >= 0.0
+    paired = it["minus_control"]  # the same 16 dev problems: the paired mean is the rates' difference
+    assert paired["problems"] == 16 and paired["stderr"] >= 0.0
+    assert abs(paired["greedy_fix_rate"] - (it["dev"]["greedy_fix_rate"] - s["control"]["greedy_fix_rate"])) < 1e-9
     assert s["best_iteration"] == 0
     samples = [json.loads(line) for f in sorted((run_dir / "iter_0" / "samples").glob("*.gz"))
                for line in gzip.open(f, "rt")]
@@ -166,3 +169,26 @@ def test_a_url_run_directory_resumes_from_the_remote_alone(finished, tmp_path):
     # Nothing ran again: the stage record and the summary (timings included) are byte for byte the same.
     assert (remote / "state.json").read_bytes() == (cache / "state.json").read_bytes()
     assert (remote / "summary.json").read_bytes() == (cache / "summary.json").read_bytes()
+
+
+def test_demo_probe_reproduces_iteration_0_and_only_reads_its_source(finished, tmp_path):
+    """`launch/demo_probe.py` with the source's own config and its iteration-0 records (kept samples, then the
+    seed set, as the loop orders them) trains and evaluates exactly what the loop did; the source is untouched."""
+    run_dir, _ = finished
+    before = remote_files(run_dir)
+    out = tmp_path / "probe"
+    cmd = [sys.executable, "launch/demo_probe.py", f"--source={run_dir}", f"--run_dir={out}", "--demos=iter0_kept,seed"]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stderr[-4000:]
+    printed = json.loads(result.stdout[result.stdout.index("{"):])
+    loop_eval = json.loads((run_dir / "state.json").read_text())["completed"]["iter_0/eval"]["eval"]
+    assert without_timings(printed["eval"]) == without_timings(loop_eval)
+    assert (out / "data" / "iter0_kept.jsonl").read_bytes() == (run_dir / "iter_0" / "kept.jsonl").read_bytes()
+    seed = (out / "data" / "seed_inline.jsonl").read_text().splitlines()
+    kept = (run_dir / "iter_0" / "kept.jsonl").read_text().splitlines()
+    assert printed["records"] == len(seed) + len(kept)
+    assert remote_files(run_dir) == before
+
+    unknown = subprocess.run([*cmd[:3], f"--run_dir={tmp_path / 'other'}", "--demos=seed,gold_everything"],
+                             cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert unknown.returncode == 2 and "gold_everything" in unknown.stderr and "pool_gold" in unknown.stderr
