@@ -16,6 +16,8 @@ import logging
 import sys
 from pathlib import Path
 
+from next_jax.gin_flags import gin_bindings
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -26,18 +28,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--demos", required=True, help="comma-separated demo sets, e.g. seed,pool_gold")
     parser.add_argument("--name", default=None, help="the fine-tune's stage name (default: the demo sets joined)")
     args, rest = parser.parse_known_args(argv)
-    bindings = []
-    for arg in rest:
-        if not arg.startswith("--gin."):
-            parser.error(f"unrecognised argument {arg!r} (gin bindings are --gin.NAME=VALUE)")
-        bindings.append(arg[len("--gin."):])
+    bindings = gin_bindings(parser, rest)
     return args, bindings
 
 
 def main(argv: list[str] | None = None) -> int:
     args, bindings = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING)
-    sys.path.insert(0, str(REPO))
     from next_jax.execution.backend import make_pool
     from next_jax.selftrain import demo_probe
     from next_jax.selftrain.launch_config import ConfigError, parse

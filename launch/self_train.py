@@ -21,6 +21,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from next_jax.gin_flags import gin_bindings
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -43,11 +45,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                              "jax's 100 on a TPU slice)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args, rest = parser.parse_known_args(argv)
-    bindings = []
-    for arg in rest:
-        if not arg.startswith("--gin."):
-            parser.error(f"unrecognised argument {arg!r} (gin bindings are --gin.NAME=VALUE)")
-        bindings.append(arg[len("--gin."):])
+    bindings = gin_bindings(parser, rest)
     if not args.gin_file:
         parser.error("give at least one --gin_file (e.g. gin/experiments/tiny_cpu.gin)")
     cluster = (args.coordinator_address, args.process_count, args.process_index)

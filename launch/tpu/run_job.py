@@ -25,6 +25,7 @@ if __package__ in (None, ""):  # run as a script: make `launch.tpu` importable f
 
 from launch.tpu.commands import DEFAULT_STEPS, REPO, STEPS, Step, TpuJob, plan  # noqa: E402
 from launch.tpu.slices import parse_accelerator  # noqa: E402
+from next_jax.gin_flags import gin_bindings  # noqa: E402
 
 # Queued-resource states from which ACTIVE will not come (REST reference, QueuedResourceState).
 _DEAD_STATES = {"FAILED", "SUSPENDING", "SUSPENDED", "DELETING"}
@@ -61,11 +62,7 @@ def parse_args(argv: list[str]) -> tuple[TpuJob, argparse.Namespace]:
     ap.add_argument("--poll", type=float, default=30, help="seconds between state checks while waiting")
     ap.add_argument("--dry_run", action="store_true", help="print the commands; run nothing")
     args, rest = ap.parse_known_args(argv)
-    bindings = []
-    for arg in rest:
-        if not arg.startswith("--gin."):
-            ap.error(f"unrecognised argument {arg!r} (gin bindings are --gin.NAME=VALUE)")
-        bindings.append(arg[len("--gin."):])
+    bindings = gin_bindings(ap, rest)
     if not args.gin_file:
         ap.error("give at least one --gin_file")
     bad_env = [e for e in args.env if "=" not in e or not e.split("=", 1)[0].isidentifier()]

@@ -1,0 +1,17 @@
+"""T5X-style gin flags: `--gin.NAME=VALUE` command-line arguments become gin bindings."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+
+def gin_bindings(parser: argparse.ArgumentParser, rest: Sequence[str]) -> list[str]:
+    """`NAME=VALUE` for each `--gin.NAME=VALUE` among the arguments `parser` left unparsed; any other argument
+    is a usage error (the parser's message, exit 2)."""
+    bindings = []
+    for arg in rest:
+        if not arg.startswith("--gin."):
+            parser.error(f"unrecognised argument {arg!r} (gin bindings are --gin.NAME=VALUE)")
+        bindings.append(arg[len("--gin."):])
+    return bindings
