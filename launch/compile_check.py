@@ -24,15 +24,9 @@ import sys  # noqa: E402
 
 import gin  # noqa: E402
 
+from next_jax.gin_flags import bound_value, gin_bindings  # noqa: E402
 from next_jax.models.config import DecoderConfig  # noqa: E402
 from next_jax.train import fit_check, optimizers  # noqa: E402
-
-
-def _gin_value(name: str, default):
-    try:
-        return gin.query_parameter(name)
-    except ValueError:
-        return default
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,10 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip_sampler", action="store_true")
     ap.add_argument("--no_flop_count", action="store_true", help="skip the two small compiles for FLOPs")
     args, rest = ap.parse_known_args(argv)
-    bindings = [a[len("--gin.") :] for a in rest if a.startswith("--gin.")]
-    unknown = [a for a in rest if not a.startswith("--gin.")]
-    if unknown:
-        ap.error(f"unrecognised arguments: {unknown}")
+    bindings = gin_bindings(ap, rest)
     import next_jax.decode.sampler  # noqa: F401  (registers sampling_params for gin)
     import next_jax.train.trainer  # noqa: F401  (registers Trainer for gin)
 
@@ -67,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     # Batches are split over the data-parallel axes (a train batch per microbatch): say so, not a traceback.
     data_parallel = mesh.shape["data"] * mesh.shape["fsdp"]
-    microbatches = int(_gin_value("Trainer.num_microbatches", 1))
+    microbatches = int(bound_value("Trainer.num_microbatches", 1))
     if not args.skip_train and args.batch % (data_parallel * microbatches):
         ap.error(f"--batch {args.batch} is not a multiple of data x fsdp ({data_parallel}) x "
                  f"{microbatches} microbatch(es)")
@@ -80,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             z_loss=config.z_loss, count_flops=not args.no_flop_count,
         )
         print(f"\ntrain step: batch {args.batch} x {seq} in {microbatches} microbatch(es), "
-              f"{check.num_params / 1e9:.3g}B parameters, {_gin_value('make_optimizer.name', 'adafactor')}")
+              f"{check.num_params / 1e9:.3g}B parameters, {bound_value('make_optimizer.name', 'adafactor')}")
         print("\n".join(fit_check.format_fit(check.fit, args.margin)))
         ok &= fit_check.fits_with_margin(check.fit, args.margin)
         print(f"  FLOPs per step: model (6N + attention) {check.model_flops:.4g}, "

@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from next_jax.gin_flags import gin_bindings
+from next_jax.gin_flags import bound_value, gin_bindings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,31 +45,18 @@ def main(argv: list[str] | None = None) -> int:
         if not (source / "config.gin").exists():
             raise ConfigError(f"{source}: no config.gin (not a self-training run directory)")
         parse([str(source / "config.gin")], bindings, [str(REPO)])
-        seed = _bound("self_train.seed", 0)
+        seed = bound_value("self_train.seed", 0)
         summary = demo_probe.demo_probe(
             source, args.run_dir, name=args.name or "probe_" + "_".join(demos), demos=demos, seed=seed,
-            trace_format=_bound("self_train.trace_format", "inline"),
-            pool_factory=lambda: make_pool(workers=_bound("self_train.pool_workers", 2),
-                                           timeout=_bound("self_train.pool_timeout", 5.0)),
+            trace_format=bound_value("self_train.trace_format", "inline"),
+            pool_factory=lambda: make_pool(workers=bound_value("self_train.pool_workers", 2),
+                                           timeout=bound_value("self_train.pool_timeout", 5.0)),
         )
     except (ConfigError, ValueError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({"records": summary["records"], "eval": summary["eval"]}, indent=2))
     return 0
-
-
-def _bound(selector: str, default):
-    """The value gin binds to `selector`, through macros (`%SEED`), or `default` where it binds none."""
-    import gin
-
-    try:
-        value = gin.query_parameter(selector)
-    except ValueError:
-        return default
-    while isinstance(value, gin.config.ConfigurableReference) and value.selector == "gin.macro":
-        value = gin.query_parameter("%" + value.scoped_selector.rsplit("/", 1)[0])
-    return value
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from typing import Any
+
+import gin
 
 
 def gin_bindings(parser: argparse.ArgumentParser, rest: Sequence[str]) -> list[str]:
@@ -15,3 +18,15 @@ def gin_bindings(parser: argparse.ArgumentParser, rest: Sequence[str]) -> list[s
             parser.error(f"unrecognised argument {arg!r} (gin bindings are --gin.NAME=VALUE)")
         bindings.append(arg[len("--gin."):])
     return bindings
+
+
+def bound_value(selector: str, default: Any) -> Any:
+    """The value the parsed gin config binds to `selector` (`"Trainer.num_microbatches"`), through macros
+    (`%SEED`), or `default` where it binds none."""
+    try:
+        value = gin.query_parameter(selector)
+    except ValueError:
+        return default
+    while isinstance(value, gin.config.ConfigurableReference) and value.selector == "gin.macro":
+        value = gin.query_parameter("%" + value.scoped_selector.rsplit("/", 1)[0])
+    return value

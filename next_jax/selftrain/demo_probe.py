@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from next_jax.data.example import iter_jsonl, write_jsonl
-from next_jax.selftrain.filtering import FilterSettings, kept_records
+from next_jax.data.example import write_jsonl
+from next_jax.selftrain.batches import count_records
 from next_jax.selftrain.loop import Loop
 from next_jax.selftrain.rundir import RunDir
 from next_jax.selftrain.sample_verify import read_joined
@@ -51,12 +51,9 @@ def fork(source: Path, target: Path) -> None:
     (target / "state.json").write_text(json.dumps(state, indent=2))
 
 
-def _iteration0(loop: Loop) -> tuple[list, dict]:
-    directory = loop.run.iteration(0)
+def _need_iteration0(loop: Loop) -> None:
     if not loop.run.done("iter_0/sample"):
         raise ValueError("this demo set needs the source run's iteration-0 samples (its iter_0/sample stage)")
-    prompts = {(0, r["example_id"]): r["prompt"] for r in iter_jsonl(directory / "prompts.jsonl.gz")}
-    return read_joined(directory), prompts
 
 
 def check_demos(demos: Sequence[str]) -> None:
@@ -75,16 +72,13 @@ def demo_paths(loop: Loop, demos: Sequence[str]) -> list[Path]:
         elif name == "pool_gold":
             paths.append(loop.write_demos(loop.problems.pool, "pool_gold"))
         elif name == "pool_gold_solved":
-            joined, _ = _iteration0(loop)
-            solved = {s.example_id for s, v in joined if v["status"] == "pass"}
+            _need_iteration0(loop)
+            solved = {s.example_id for s, v in read_joined(loop.run.iteration(0)) if v["status"] == "pass"}
             paths.append(loop.write_demos([ex for ex in loop.problems.pool if ex.id in solved], "pool_gold_solved"))
         else:  # iter0_kept: as the loop's filter stage builds it
-            joined, prompts = _iteration0(loop)
-            problems, _ = loop.problems_for("pool", loop.problems.pool, loop.trace_format)
-            buggy = {p.example_id: p.meta["buggy_code"] for p in problems if "buggy_code" in p.meta}
-            originals = {ex.id: ex.buggy_code for ex in loop.problems.pool}
+            _need_iteration0(loop)
             path = loop.run.path("data", "iter0_kept.jsonl")
-            write_jsonl(path, kept_records(joined, prompts, FilterSettings(), buggy, originals))
+            write_jsonl(path, loop.kept(range(1)))
             paths.append(path)
     return paths
 
@@ -103,7 +97,7 @@ def demo_probe(source: str | Path, run_dir: str | Path, *, name: str, demos: Seq
     try:
         loop.measure_time_limits()
         paths = demo_paths(loop, demos)
-        records = sum(1 for p in paths for _ in iter_jsonl(p))
+        records = count_records(paths)
         train = loop.timed(name, lambda: loop.finetune_stage(name, loop.params("base"), paths, 200))
         return {"records": records, "train": train, "eval": loop.evaluate(name, 0)}
     finally:

@@ -259,6 +259,18 @@ class Loop:
 
         return self.timed(f"{name}/eval", run)["eval"]
 
+    def kept(self, iterations: range) -> list[dict]:
+        """The filter stage's training records (`FilterSettings`) from the samples of `iterations`."""
+        joined, prompts = [], {}
+        for j in iterations:
+            joined += read_joined(self.run.iteration(j))
+            for rec in iter_jsonl(self.run.iteration(j) / "prompts.jsonl.gz"):
+                prompts[(j, rec["example_id"])] = rec["prompt"]
+        problems, _ = self.problems_for("pool", self.problems.pool, self.trace_format)
+        buggy = {p.example_id: p.meta["buggy_code"] for p in problems if "buggy_code" in p.meta}
+        originals = {ex.id: ex.buggy_code for ex in self.problems.pool}
+        return kept_records(joined, prompts, self.filter_settings, buggy, originals)
+
     def iteration(self, k: int, pool_ids: list[str]) -> None:
         name, prev = f"iter_{k}", ("base" if k == 0 else f"iter_{k - 1}")
         directory = self.run.iteration(k)
@@ -297,15 +309,7 @@ class Loop:
         self.timed(f"{name}/sample", sample)
 
         def filter_() -> dict:
-            first = 0 if self.filter_settings.accumulate else k
-            joined, prompts = [], {}
-            for j in range(first, k + 1):
-                joined += read_joined(self.run.iteration(j))
-                for rec in iter_jsonl(self.run.iteration(j) / "prompts.jsonl.gz"):
-                    prompts[(j, rec["example_id"])] = rec["prompt"]
-            buggy = {p.example_id: p.meta["buggy_code"] for p in problems if "buggy_code" in p.meta}
-            originals = {ex.id: ex.buggy_code for ex in self.problems.pool}
-            kept = kept_records(joined, prompts, self.filter_settings, buggy, originals)
+            kept = self.kept(range(0 if self.filter_settings.accumulate else k, k + 1))
             write_jsonl(directory / "kept.jsonl", kept)
             return {"kept": len(kept)}
 
